@@ -1,0 +1,186 @@
+# -*- test-case-name: tests.unit.test_addresses -*-
+"""
+RFC 5321 §4.1.2 paths (with RFC 6531 UTF-8), parsed from MAIL and RCPT.
+
+The parser walks the path character by character because a quoted local
+part may contain spaces, ``>`` and ``@`` (smtp-server splits on whitespace
+and so rejects ``<"john doe"@example.com>``, its bug list item 5).  It
+returns text exactly as the client sent it, apart from removing a source
+route and normalising IPv6 literals; domain names are not converted between
+A-labels and U-labels.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+__all__ = ["AddressError", "split_path", "check_mailbox"]
+
+
+class AddressError(ValueError):
+    """The path is not syntactically valid."""
+
+
+# Characters never allowed anywhere in an address, even in lenient mode:
+# controls and the invisible characters used to disguise addresses.
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u200b\u2060\ufeff]")
+
+# RFC 5322 atext plus UTF-8 (RFC 6531 extends atext with UTF8-non-ascii).
+_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010ffff]+\Z")
+# A domain label: letters, digits, hyphens, or UTF-8 (U-labels).
+_LABEL = re.compile(r"[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9\-\u0080-\U0010ffff]*"
+                    r"[A-Za-z0-9\u0080-\U0010ffff])?\Z")
+
+#: RFC 5321 §4.5.3.1.3: a path is at most 256 octets including the brackets.
+MAX_ADDRESS_OCTETS = 254
+
+
+def split_path(text: str) -> tuple[str, str]:
+    """
+    Split ``<path> params`` into the text between the brackets and the
+    parameter string.  A quoted local part may contain ``>``.
+
+    @raise AddressError: no brackets, unbalanced quotes, or junk glued to
+        the closing bracket.
+    """
+    if not text.startswith("<"):
+        raise AddressError("path must be enclosed in <>")
+    i = 1
+    n = len(text)
+    quoted = False
+    while i < n:
+        c = text[i]
+        if quoted:
+            if c == "\\":
+                i += 2
+                continue
+            if c == '"':
+                quoted = False
+        elif c == '"':
+            quoted = True
+        elif c == ">":
+            break
+        elif c == "<":
+            raise AddressError("nested <")
+        i += 1
+    else:
+        raise AddressError("missing >")
+    path = text[1:i]
+    rest = text[i + 1 :]
+    if rest and rest[0] != " ":
+        raise AddressError("junk after >")
+    return path, rest.strip(" ")
+
+
+def _strip_source_route(path: str) -> str:
+    """Drop an obsolete ``@a,@b:`` source route (RFC 5321 §4.1.2, C.)."""
+    if path.startswith("@"):
+        colon = path.find(":")
+        if colon < 0:
+            raise AddressError("bad source route")
+        for hop in path[:colon].split(","):
+            if not hop.startswith("@") or len(hop) < 2:
+                raise AddressError("bad source route")
+        return path[colon + 1 :]
+    return path
+
+
+def _split_mailbox(mailbox: str) -> tuple[str, str]:
+    """Split at the ``@`` that follows the local part (which may be quoted)."""
+    if mailbox.startswith('"'):
+        i = 1
+        n = len(mailbox)
+        while i < n:
+            c = mailbox[i]
+            if c == "\\":
+                i += 2
+                continue
+            if c == '"':
+                break
+            i += 1
+        else:
+            raise AddressError("unterminated quoted string")
+        if i + 1 >= n or mailbox[i + 1] != "@":
+            raise AddressError("quoted local part must be followed by @")
+        return mailbox[: i + 1], mailbox[i + 2 :]
+    at = mailbox.find("@")
+    if at < 0:
+        raise AddressError("missing @")
+    return mailbox[:at], mailbox[at + 1 :]
+
+
+def _check_local(local: str) -> None:
+    if not local:
+        raise AddressError("empty local part")
+    if local[0] == '"':
+        body = local[1:-1]
+        i = 0
+        while i < len(body):
+            c = body[i]
+            if c == "\\":
+                if i + 1 >= len(body) or not (" " <= body[i + 1] <= "~"):
+                    raise AddressError("bad quoted pair")
+                i += 2
+                continue
+            if c == '"' or (c < " "):
+                raise AddressError("bad character in quoted string")
+            i += 1
+        return
+    for atom in local.split("."):
+        if not atom or _ATOM.match(atom) is None:
+            raise AddressError("bad local part")
+
+
+def _normalise_domain(domain: str) -> str:
+    if not domain:
+        raise AddressError("empty domain")
+    if domain[0] == "[":
+        if domain[-1] != "]":
+            raise AddressError("bad address literal")
+        lit = domain[1:-1]
+        if lit[:5].upper() == "IPV6:":
+            try:
+                ip6 = ipaddress.IPv6Address(lit[5:])
+            except ValueError:
+                raise AddressError("bad IPv6 literal") from None
+            return f"[IPv6:{ip6.compressed}]"
+        try:
+            ip4 = ipaddress.IPv4Address(lit)
+        except ValueError:
+            raise AddressError("bad address literal") from None
+        return f"[{ip4}]"
+    if domain.endswith("."):
+        raise AddressError("trailing dot in domain")
+    for label in domain.split("."):
+        if _LABEL.match(label) is None:
+            raise AddressError("bad domain")
+    return domain
+
+
+def check_mailbox(path: str, *, lenient: bool = False) -> str:
+    """
+    Validate the inside of the brackets and return the mailbox to show
+    handlers (source route dropped, IPv6 literal normalised).
+
+    @param lenient: only require C{local@domain} with both parts non-empty,
+        for devices that send e.g. C{user.@host} (smtp-server's
+        C{lenientAddressParsing}).
+    @raise AddressError: if the path is not a valid mailbox.
+    """
+    if _FORBIDDEN.search(path):
+        raise AddressError("control or invisible character")
+    path = _strip_source_route(path)
+    local, domain = _split_mailbox(path)
+    if lenient:
+        if not local or not domain or "@" in domain:
+            raise AddressError("not local@domain")
+        return path
+    if "@" in domain and not domain.startswith("["):
+        raise AddressError("more than one @")
+    _check_local(local)
+    domain = _normalise_domain(domain)
+    address = f"{local}@{domain}"
+    if len(address.encode("utf-8")) > MAX_ADDRESS_OCTETS:
+        raise AddressError("address too long")
+    return address

@@ -1,0 +1,159 @@
+# -*- test-case-name: tests.unit.test_framing -*-
+"""
+Message body framing: DATA's dot-terminated stream and BDAT's counted
+chunks.
+
+Bodies are handled a chunk at a time, never a line at a time: the DATA
+framer scans each chunk with C{bytes.find} for the terminator, removes dot
+stuffing with one C{bytes.replace}, and carries at most four bytes (a
+possible partial terminator) to the next chunk.  Memory is therefore
+bounded by the size of one read, whatever the line lengths, and an
+over-long line is just more body: it can never flip the connection back
+into command mode.
+
+Rules (RFC 5321 §4.1.1.4, §4.5.2):
+
+  - Only C{CRLF . CRLF} ends the body; the first CRLF belongs to the body.
+    At the very start of DATA, C{. CRLF} alone ends an empty body.
+  - A line that begins with a dot loses that dot (also a single leading dot
+    followed by text: smtp-server keeps it, its bug list item 3).
+  - A bare CR or bare LF anywhere in the body is recorded in C{bare}; the
+    connection rejects such messages unless lenient line endings are on
+    (SMTP smuggling, CVE-2023-51764 and relatives).  Lines are only ever
+    delimited by CRLF, so a bare LF never starts a line for unstuffing or
+    termination.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DataFramer", "BdatFramer"]
+
+_TERMINATOR = b"\r\n.\r\n"
+
+
+class DataFramer:
+    """
+    Frame one DATA body.
+
+    Call L{feed} with successive chunks of input; each call returns the
+    unstuffed body bytes it could release and, once the terminator is seen,
+    the index in that chunk just past it (the rest is the next command).
+    """
+
+    __slots__ = ("_carry", "_skip", "bare", "check_bare")
+
+    def __init__(self, check_bare: bool = True) -> None:
+        # The body is framed as if it were preceded by CRLF, so that a dot
+        # on the first line is handled like a dot on any other line; the
+        # two virtual bytes are dropped from the output.
+        self._carry = b"\r\n"
+        self._skip = True
+        #: Whether a bare CR or LF has been seen.
+        self.bare = False
+        self.check_bare = check_bare
+
+    def feed(self, data: bytes) -> tuple[bytes, int]:
+        """
+        Frame a chunk of input.
+
+        @return: C{(body, end)}: the body bytes released (possibly empty) and
+            the offset in C{data} just past the terminator, or C{-1} if the
+            body goes on.
+        """
+        carry = self._carry
+        buf = carry + data if carry else data
+        i = buf.find(_TERMINATOR)
+        if i >= 0:
+            part = buf[: i + 2]
+            end = i + 5 - len(carry)
+            self._carry = b""
+        else:
+            end = -1
+            # Keep back the longest suffix that could begin a terminator (or
+            # a CRLF-dot that must be unstuffed once the next byte arrives).
+            if buf.endswith(b"\r\n.\r"):
+                keep = 4
+            elif buf.endswith(b"\r\n."):
+                keep = 3
+            elif buf.endswith(b"\r\n"):
+                keep = 2
+            elif buf.endswith(b"\r"):
+                keep = 1
+            else:
+                keep = 0
+            if keep:
+                cut = len(buf) - keep
+                part = buf[:cut]
+                self._carry = buf[cut:]
+            else:
+                part = buf
+                self._carry = b""
+        if not part:
+            return b"", end
+        if self.check_bare and not self.bare:
+            crlf = part.count(b"\r\n")
+            if crlf != part.count(b"\n") or crlf != part.count(b"\r"):
+                self.bare = True
+        part = part.replace(b"\r\n.", b"\r\n")
+        if self._skip:
+            self._skip = False
+            part = part[2:]
+        return part, end
+
+
+class BdatFramer:
+    """
+    Count the octets of one BDAT chunk (RFC 3030 §2): no terminator, no
+    unstuffing.  Bare CR/LF are checked unless the body is BINARYMIME; the
+    state spans chunks so a CR at the end of one chunk and an LF at the start
+    of the next are one line ending.
+    """
+
+    __slots__ = ("remaining", "bare", "check_bare", "_cr")
+
+    def __init__(self, check_bare: bool = True) -> None:
+        self.remaining = 0
+        self.bare = False
+        self.check_bare = check_bare
+        self._cr = False
+
+    def start(self, size: int) -> None:
+        """Begin a chunk of C{size} octets."""
+        self.remaining = size
+
+    def feed(self, data: bytes) -> tuple[bytes, int]:
+        """
+        @return: C{(body, end)}: the chunk's bytes found in C{data} and the
+            offset just past the chunk, or C{-1} if more octets are due.
+        """
+        n = self.remaining
+        if len(data) >= n:
+            part = data[:n] if len(data) > n else data
+            end = n
+            self.remaining = 0
+        else:
+            part = data
+            end = -1
+            self.remaining = n - len(data)
+        if self.check_bare and not self.bare and part:
+            self._check(part)
+        return part, end
+
+    def _check(self, part: bytes) -> None:
+        if self._cr:
+            if part[:1] != b"\n":
+                self.bare = True
+                return
+            part = part[1:]
+        self._cr = part.endswith(b"\r")
+        if self._cr:
+            part = part[:-1]
+        crlf = part.count(b"\r\n")
+        if crlf != part.count(b"\n") or crlf != part.count(b"\r"):
+            self.bare = True
+
+    def finish(self) -> None:
+        """The last chunk ended: a trailing CR is bare."""
+        if self.check_bare and self._cr:
+            self.bare = True
+        self._cr = False

@@ -1,0 +1,106 @@
+# -*- test-case-name: tests.unit.test_params -*-
+"""
+ESMTP parameters of MAIL and RCPT (RFC 5321 §4.1.2 ``Mail-parameters``)
+and the xtext encoding of RFC 3461 §4.
+
+Values are xtext-decoded for every keyword, as smtp-server does, so handlers
+never see ``+40`` where they expect ``@``.  Validation of what each keyword
+means (SIZE, BODY, NOTIFY, ...) is in C{smtpsession._core.connection},
+because it depends on the session (TLS, DSN advertised, the size limit).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["ParamError", "parse_params", "xtext_decode", "xtext_encode", "is_xtext"]
+
+
+class ParamError(ValueError):
+    """
+    A parameter list is malformed.  C{kind} says which reply fits:
+    ``"syntax"``, ``"duplicate"`` or ``"novalue"``; C{key} names the
+    parameter for the latter two.
+    """
+
+    def __init__(self, kind: str, key: str = "") -> None:
+        super().__init__(kind, key)
+        self.kind = kind
+        self.key = key
+
+
+_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*\Z")
+_XTEXT_HEX = re.compile(r"\+([0-9A-Fa-f]{2})")
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+# RFC 3461 xtext: "+" HEXCHAR HEXCHAR, or any printable ASCII but "+" and "=".
+_XTEXT = re.compile(r"(?:[!-*,-<>-~]|\+[0-9A-F]{2})*\Z")
+
+#: Keywords that are meaningless without a value.
+NEED_VALUE = frozenset({"SIZE", "BODY", "RET", "ENVID", "NOTIFY", "ORCPT", "AUTH"})
+
+
+def xtext_decode(value: str) -> str:
+    """Decode RFC 3461 xtext (``+XX`` hex escapes); other text is kept."""
+    if "+" not in value:
+        return value
+    return _XTEXT_HEX.sub(lambda m: chr(int(m.group(1), 16)), value)
+
+
+def xtext_encode(value: str) -> str:
+    """Encode text as RFC 3461 xtext (for handlers that relay parameters)."""
+    out = []
+    for ch in value:
+        o = ord(ch)
+        if 33 <= o <= 126 and ch not in "+=":
+            out.append(ch)
+        else:
+            out.extend(f"+{b:02X}" for b in ch.encode("utf-8"))
+    return "".join(out)
+
+
+def is_xtext(value: str) -> bool:
+    """Whether C{value} is well-formed xtext (before decoding)."""
+    return _XTEXT.match(value) is not None
+
+
+def parse_params(text: str) -> tuple[dict[str, str | bool], dict[str, str]]:
+    """
+    Parse ``KEY=VALUE KEY ...`` into a dict of upper-case keys to decoded
+    values (C{True} for bare keywords), and a dict of the raw (undecoded)
+    values for the keywords whose syntax is xtext.
+
+    @raise ParamError: duplicate key, missing value, bad keyword or a
+        control character in a decoded value.
+    """
+    args: dict[str, str | bool] = {}
+    raw: dict[str, str] = {}
+    if not text:
+        return args, raw
+    for token in text.split(" "):
+        if not token:
+            continue
+        eq = token.find("=")
+        if eq < 0:
+            key = token.upper()
+            if _KEYWORD.match(key) is None:
+                raise ParamError("syntax")
+            if key in args:
+                raise ParamError("duplicate", key)
+            if key in NEED_VALUE:
+                raise ParamError("novalue", key)
+            args[key] = True
+            continue
+        key = token[:eq].upper()
+        value = token[eq + 1 :]
+        if _KEYWORD.match(key) is None or "=" in value:
+            raise ParamError("syntax")
+        if key in args:
+            raise ParamError("duplicate", key)
+        if not value:
+            raise ParamError("novalue", key)
+        decoded = xtext_decode(value)
+        if _CONTROLS.search(decoded):
+            raise ParamError("syntax")
+        args[key] = decoded
+        raw[key] = value
+    return args, raw

@@ -1,0 +1,249 @@
+# -*- test-case-name: tests.protocol.test_factory -*-
+"""
+L{SMTPServerFactory}: one per listening server; builds a protocol per
+connection and holds what connections share (options, hooks, TLS context,
+the live-session set used for C{max_clients} and the graceful drain).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from smtpsession import tls
+from smtpsession._core.replies import format_reply
+from smtpsession._hooks import HookTable
+from smtpsession.options import SMTPServerOptions, is_trusted
+from smtpsession.protocol import SMTPServerProtocol
+
+if TYPE_CHECKING:
+    from smtpsession.session import Envelope, Session
+    from smtpsession.stream import MessageStream
+
+__all__ = ["SMTPServerFactory"]
+
+
+class SMTPServerFactory(ServerFactory):
+    """
+    Serve SMTP or LMTP with C{handler} on any stream endpoint.
+
+    @param handler: an object with some of the L{smtpsession.ISMTPHandler}
+        hooks (usually a L{smtpsession.Handler} subclass).
+    @param options: L{smtpsession.SMTPServerOptions}; defaults if omitted.
+    @param reactor: the reactor (for timers and DNS); the global one if
+        omitted.
+    """
+
+    protocol = SMTPServerProtocol  # type: ignore[assignment]
+    log = Logger()
+
+    def __init__(
+        self,
+        handler: object,
+        options: SMTPServerOptions | None = None,
+        *,
+        reactor: Any = None,
+    ) -> None:
+        if options is None:
+            options = SMTPServerOptions()
+        if not isinstance(options, SMTPServerOptions):
+            raise TypeError("options must be an SMTPServerOptions instance")
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self.handler = handler
+        self.options = options
+        self.clock: IReactorTime = reactor
+        self.reactor = reactor
+        self.hooks = HookTable(handler)
+        self.connections: set[SMTPServerProtocol] = set()
+        self._closing: Deferred[None] | None = None
+        self._drained: list[Deferred[None]] = []
+        self._force_call: Any = None
+        self._tls_context = tls.build_context(options)
+        self.authenticator = self._make_authenticator()
+        self.auth_enabled = self.authenticator is not None and "AUTH" not in (
+            options.disabled_commands
+        )
+        self._log_quiet = options.ignored_hosts
+
+    # ------------------------------------------------------------------
+    # Used by the protocol
+    # ------------------------------------------------------------------
+
+    def buildProtocol(self, addr: Any) -> SMTPServerProtocol:
+        p = SMTPServerProtocol(self)
+        p.factory = self
+        return p
+
+    def _admit(self, proto: SMTPServerProtocol) -> bytes | None:
+        """Register a new connection, or say why it is refused."""
+        options = self.options
+        if self._closing is not None:
+            return format_reply(421, f"{options.name} Server shutting down")
+        if options.max_clients and len(self.connections) >= options.max_clients:
+            return format_reply(
+                421,
+                f"{options.name} Too many connected clients, try again in a moment",
+            )
+        self.connections.add(proto)
+        return None
+
+    def _forget(self, proto: SMTPServerProtocol) -> None:
+        self.connections.discard(proto)
+        if self._closing is not None and not self.connections:
+            self._finish_close()
+
+    def tls_available(self, transport: Any) -> bool:
+        return self._tls_context is not None and tls.can_start_tls(transport)
+
+    def tls_is_implicit(self, transport: Any) -> bool:
+        return tls.is_implicit(transport)
+
+    def start_tls(self, transport: Any) -> None:
+        if self._tls_context is None:
+            raise RuntimeError("TLS requested but no certificate is configured")
+        transport.startTLS(self._tls_context)
+
+    def describe_tls(self, transport: Any, session: Session) -> None:
+        tls.describe(transport, session)
+
+    def client_certificate_ok(self, transport: Any, session: Session) -> bool:
+        return True
+
+    def _make_authenticator(self) -> Any:
+        if self.hooks.on_auth is not None:
+            return self.hooks.on_auth
+        checker = self.options.credentials_checker
+        if checker is not None:
+            from smtpsession.cred import checker_authenticator
+
+            return checker_authenticator(checker)
+        return None
+
+    # ------------------------------------------------------------------
+    # Shutdown
+    # ------------------------------------------------------------------
+
+    def close(self, timeout: float | None = None) -> Deferred[None]:
+        """
+        Drain and close every session (see "Shutdown" in the docs).
+
+        Sessions without a transaction in progress are told C{421} at once;
+        transactions in progress may finish within C{timeout} seconds
+        (default: the C{close_timeout} option); then every remaining session
+        gets C{421} and is closed.  New connections are refused with 421.
+        The Deferred fires when the last connection is gone.  Stop listening
+        first (C{port.stopListening()}), or new clients keep arriving.
+        """
+        d: Deferred[None] = Deferred()
+        if self._closing is None:
+            self._closing = Deferred()
+            if timeout is None:
+                timeout = self.options.close_timeout
+            self._force_call = self.clock.callLater(timeout, self._force_close)
+            for proto in list(self.connections):
+                proto.begin_shutdown()
+        if not self.connections:
+            self._finish_close()
+            return succeed(None)
+        self._drained.append(d)
+        return d
+
+    def _force_close(self) -> None:
+        self._force_call = None
+        for proto in list(self.connections):
+            proto.force_close()
+
+    def _finish_close(self) -> None:
+        if self._force_call is not None and self._force_call.active():
+            self._force_call.cancel()
+        self._force_call = None
+        waiting, self._drained = self._drained, []
+        for d in waiting:
+            d.callback(None)
+
+    # ------------------------------------------------------------------
+    # Logging: per session and per transaction, never per command
+    # ------------------------------------------------------------------
+
+    def _quiet(self, session: Session | None) -> bool:
+        return bool(
+            session is not None
+            and self._log_quiet
+            and is_trusted(self._log_quiet, session.remote_address)
+        )
+
+    def _log_connect(self, proto: SMTPServerProtocol) -> None:
+        s = proto.session
+        if s is None or self._quiet(s):
+            return
+        self.log.debug(
+            "[{session_id}] connection from {remote_address}:{remote_port}"
+            " ({client_hostname})",
+            session_id=s.id,
+            remote_address=s.remote_address,
+            remote_port=s.remote_port,
+            client_hostname=s.client_hostname,
+        )
+
+    def _log_close(self, proto: SMTPServerProtocol, reason: Failure) -> None:
+        s = proto.session
+        if s is None or self._quiet(s):
+            return
+        self.log.debug(
+            "[{session_id}] closed after {transactions} transaction(s)",
+            session_id=s.id,
+            transactions=s.transaction - 1,
+        )
+
+    def _log_auth(self, proto: SMTPServerProtocol, ok: bool) -> None:
+        s = proto.session
+        if s is None:
+            return
+        # The username is logged; the password, token or digest never is.
+        self.log.info(
+            "[{session_id}] authentication {result} for {user!r}",
+            session_id=s.id,
+            result="succeeded" if ok else "failed",
+            user=str(s.user) if ok else None,
+        )
+
+    def _log_transaction(
+        self,
+        proto: SMTPServerProtocol,
+        envelope: Envelope | None,
+        stream: MessageStream | None,
+        results: list[Any],
+    ) -> None:
+        if not self.options.transaction_log or envelope is None:
+            return
+        s = proto.session
+        if s is None or self._quiet(s):
+            return
+        self.log.info(
+            "[{session_id}] from=<{mail_from}> to={rcpt_to} size={size} "
+            "result={result}",
+            session_id=s.id,
+            mail_from=envelope.mail_from.address if envelope.mail_from else "",
+            rcpt_to=",".join(f"<{a.address}>" for a in envelope.rcpt_to),
+            size=stream.byte_length if stream is not None else 0,
+            result=";".join(_result_text(r) for r in results),
+            time=time.time(),
+        )
+
+
+def _result_text(result: Any) -> str:
+    if result is None:
+        return "250"
+    code = getattr(result, "code", None)
+    if code is not None:
+        return str(code)
+    return "250"

@@ -1,0 +1,393 @@
+# -*- test-case-name: tests.unit.test_options -*-
+"""
+L{SMTPServerOptions}: every knob of the server in one frozen value.
+
+Names follow nodemailer's smtp-server options in snake_case.  The object is
+frozen because one instance is shared by every connection of a factory; the
+core copies what it needs into locals at connection start.  Each field's
+``metadata`` carries the twistd flag and help text, so the daemon's flags and
+the docs' option table are generated from this one place (see
+C{smtpsession.tap} and C{docs/reference/options.rst}).
+
+This module is stdlib-only so that the sans-IO core can read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SMTPServerOptions", "KNOWN_AUTH_METHODS", "COMMANDS"]
+
+#: The SASL mechanisms the server implements.
+KNOWN_AUTH_METHODS = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2")
+
+#: Every command verb the server implements (used to validate
+#: C{disabled_commands}).
+COMMANDS = (
+    "HELO",
+    "EHLO",
+    "LHLO",
+    "MAIL",
+    "RCPT",
+    "DATA",
+    "BDAT",
+    "RSET",
+    "NOOP",
+    "QUIT",
+    "HELP",
+    "VRFY",
+    "STARTTLS",
+    "AUTH",
+    "XCLIENT",
+    "XFORWARD",
+)
+
+_HIDEABLE = (
+    "PIPELINING",
+    "8BITMIME",
+    "SMTPUTF8",
+    "ENHANCEDSTATUSCODES",
+    "DSN",
+    "SIZE",
+    "STARTTLS",
+    "REQUIRETLS",
+    "CHUNKING",
+)
+
+
+def _opt(default: Any, flag: str | None, help: str, **kw: Any) -> Any:
+    """A dataclass field that also records its twistd flag and help text."""
+    md = {"flag": flag, "help": help}
+    if callable(default) and not isinstance(default, (bool, int, float, str)):
+        return field(default_factory=default, metadata=md, **kw)
+    return field(default=default, metadata=md, **kw)
+
+
+@dataclass(frozen=True)
+class SMTPServerOptions:
+    """
+    Configuration of an L{smtpsession.SMTPServerFactory}.
+
+    All arguments are keyword arguments with production defaults; see
+    C{docs/reference/options.rst} for the full table.  Invalid values raise
+    C{ValueError} or C{TypeError} here, at construction, not at the first
+    connection.
+    """
+
+    # --- identity and greeting -------------------------------------------
+    name: str = _opt(
+        socket.gethostname,
+        "hostname",
+        "Server host name used in the greeting and replies.",
+    )
+    banner: str = _opt("", "banner", "Text appended to the 220 greeting.")
+    helo_response: str = _opt(
+        "{name} Nice to meet you, {client_hostname}",
+        "helo-response",
+        "First line of the HELO/EHLO/LHLO reply; {name} and "
+        "{client_hostname} are replaced.",
+    )
+    lmtp: bool = _opt(False, "lmtp", "Speak LMTP (RFC 2033) instead of SMTP.")
+
+    # --- TLS ---------------------------------------------------------------
+    secure: bool = _opt(
+        False,
+        "secure",
+        "Implicit TLS: handshake before the greeting (port 465 style).",
+    )
+    secured: bool = _opt(
+        False,
+        "secured",
+        "TLS is terminated in front of this server; report sessions as secure.",
+    )
+    needs_upgrade: bool = _opt(
+        False,
+        None,
+        "With secure: accept plain TCP and start TLS in the protocol "
+        "(for endpoints that cannot do TLS themselves).",
+    )
+    tls_cert: str | None = _opt(
+        None, "tls-cert", "PEM file with the certificate (and chain)."
+    )
+    tls_key: str | None = _opt(None, "tls-key", "PEM file with the private key.")
+    tls_ca: str | None = _opt(
+        None, "tls-ca", "PEM file of CAs that client certificates must chain to."
+    )
+    tls_sni_dir: str | None = _opt(
+        None,
+        "tls-sni-dir",
+        "Directory of NAME.pem files (key + certificate chain) served by SNI.",
+    )
+    sni_options: Mapping[str, Any] | None = _opt(
+        None,
+        None,
+        "Map of server name to (cert, key) paths or a pyOpenSSL context.",
+    )
+    tls_context: Any = _opt(
+        None,
+        None,
+        "A ready pyOpenSSL context factory (e.g. twisted CertificateOptions) "
+        "used instead of tls_cert/tls_key.",
+    )
+    request_cert: bool = _opt(
+        False, "tls-request-cert", "Ask clients for a certificate."
+    )
+    reject_unauthorized: bool = _opt(
+        False,
+        "tls-require-cert",
+        "With request_cert: refuse clients whose certificate does not verify.",
+    )
+    tls_handshake_timeout: float = _opt(
+        10.0, "tls-handshake-timeout", "Seconds a TLS handshake may take."
+    )
+    tls_min_version: str = _opt(
+        "TLSv1.2", "tls-min-version", "Lowest TLS version accepted."
+    )
+    hide_starttls: bool = _opt(
+        False, None, "Do not advertise STARTTLS (it still works)."
+    )
+    hide_requiretls: bool = _opt(
+        True, None, "Do not advertise REQUIRETLS on TLS sessions."
+    )
+
+    # --- authentication -----------------------------------------------------
+    auth_methods: Sequence[str] = _opt(
+        ("PLAIN", "LOGIN"),
+        "auth-methods",
+        "SASL mechanisms offered, comma separated "
+        "(PLAIN, LOGIN, CRAM-MD5, XOAUTH2).",
+    )
+    auth_optional: bool = _opt(
+        False, "auth-optional", "Offer AUTH but do not require it."
+    )
+    allow_insecure_auth: bool = _opt(
+        False, "allow-insecure-auth", "Allow AUTH on connections without TLS."
+    )
+    auth_required_message: str = _opt(
+        "Error: authentication Required",
+        None,
+        "Text of the 530 reply to mail commands before AUTH.",
+    )
+    max_allowed_unauthenticated_commands: int | None = _opt(
+        10,
+        "max-unauthenticated-commands",
+        "Commands allowed before AUTH when AUTH is required "
+        "(0 or None: no limit).",
+    )
+    credentials_checker: Any = _opt(
+        None,
+        None,
+        "A twisted.cred ICredentialsChecker for PLAIN/LOGIN (and CRAM-MD5 "
+        "when it can check hashed passwords).",
+    )
+
+    # --- capability hiding ----------------------------------------------------
+    hide_pipelining: bool = _opt(False, None, "Do not advertise PIPELINING.")
+    hide_8bitmime: bool = _opt(False, None, "Do not advertise 8BITMIME.")
+    hide_smtputf8: bool = _opt(False, None, "Do not advertise SMTPUTF8.")
+    hide_enhancedstatuscodes: bool = _opt(
+        False,
+        None,
+        "Do not advertise or send RFC 3463 enhanced status codes.",
+    )
+    hide_dsn: bool = _opt(False, None, "Do not advertise or validate DSN.")
+    hide_size: bool = _opt(
+        False, None, "Advertise SIZE without a number and skip the MAIL check."
+    )
+    hide_chunking: bool = _opt(False, None, "Do not advertise CHUNKING.")
+
+    # --- commands, limits, sizes -------------------------------------------
+    disabled_commands: Sequence[str] = _opt(
+        (), "disable-command", "Commands to refuse as unknown (repeatable)."
+    )
+    size: int = _opt(
+        0, "size", "Largest message in bytes, advertised with SIZE (0: no limit)."
+    )
+    reject_oversized: bool = _opt(
+        False,
+        "reject-oversized",
+        "Answer 552 to messages larger than size even if the handler took them.",
+    )
+    max_recipients: int = _opt(
+        0, "max-recipients", "Recipients per message (0: no limit)."
+    )
+    max_clients: int = _opt(
+        0, "max-clients", "Concurrent connections (0: no limit)."
+    )
+    max_command_length: int = _opt(
+        16384, "max-command-length", "Longest command line in bytes."
+    )
+    max_unrecognized_commands: int = _opt(
+        10,
+        "max-unrecognized-commands",
+        "Unknown commands after which the connection is closed with 421.",
+    )
+    socket_timeout: float = _opt(
+        60.0, "socket-timeout", "Idle seconds before 421 and close."
+    )
+    close_timeout: float = _opt(
+        30.0,
+        "close-timeout",
+        "Seconds open transactions may take to finish on shutdown.",
+    )
+    lenient_address_parsing: bool = _opt(
+        False,
+        "lenient-address-parsing",
+        "Accept addresses that break RFC 5321 syntax (e.g. user.@host).",
+    )
+    lenient_line_endings: bool = _opt(
+        False,
+        "lenient-line-endings",
+        "Accept bare CR or LF in commands and message bodies "
+        "(rejected by default: SMTP smuggling).",
+    )
+
+    # --- logging ------------------------------------------------------------
+    transaction_log: bool = _opt(
+        True,
+        "transaction-log",
+        "Log one line per transaction (sender, recipients, size, result, "
+        "duration).",
+    )
+
+    # --- network identity, proxies ------------------------------------------
+    disable_reverse_lookup: bool = _opt(
+        False, "no-reverse-lookup", "Do not look up the client's PTR name."
+    )
+    resolver: Any = _opt(
+        None,
+        None,
+        "A twisted IResolver for PTR lookups (default: twisted.names).",
+    )
+    use_proxy: bool | Sequence[str] = _opt(
+        False,
+        "proxy-protocol",
+        "Expect a HAProxy PROXY v1/v2 header (True, or trusted networks).",
+    )
+    ignored_hosts: Sequence[str] = _opt(
+        (), None, "Peers (e.g. health checkers) whose connections are not logged."
+    )
+    use_xclient: bool | Sequence[str] = _opt(
+        False, "xclient", "Enable Postfix XCLIENT (True, or trusted networks)."
+    )
+    use_xforward: bool | Sequence[str] = _opt(
+        False, "xforward", "Enable Postfix XFORWARD (True, or trusted networks)."
+    )
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.type == "bool" and not isinstance(v, bool):
+                raise TypeError(f"{f.name} must be a bool, not {v!r}")
+        if not self.name or any(c in self.name for c in "\r\n\0 "):
+            raise ValueError(f"name must be a host name, not {self.name!r}")
+        if any(c in self.banner for c in "\r\n\0"):
+            raise ValueError("banner must be a single line")
+        methods = tuple(m.strip().upper() for m in _as_seq(self.auth_methods))
+        for m in methods:
+            if m not in KNOWN_AUTH_METHODS:
+                raise ValueError(
+                    f"unknown auth method {m!r}; known: "
+                    + ", ".join(KNOWN_AUTH_METHODS)
+                )
+        set_(self, "auth_methods", tuple(dict.fromkeys(methods)))
+        disabled = tuple(c.strip().upper() for c in _as_seq(self.disabled_commands))
+        set_(self, "disabled_commands", disabled)
+        for name in ("size", "max_recipients", "max_clients"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0, not {v!r}")
+        if self.max_command_length < 512:
+            raise ValueError("max_command_length must be at least 512 (RFC 5321)")
+        if self.max_unrecognized_commands < 1:
+            raise ValueError("max_unrecognized_commands must be at least 1")
+        mauc = self.max_allowed_unauthenticated_commands
+        if mauc is False or mauc == 0:
+            set_(self, "max_allowed_unauthenticated_commands", None)
+        elif mauc is not None and (isinstance(mauc, bool) or mauc < 1):
+            raise ValueError(
+                "max_allowed_unauthenticated_commands must be >= 1, 0 or None"
+            )
+        for name in ("socket_timeout", "close_timeout", "tls_handshake_timeout"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds")
+        if self.tls_min_version not in ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"):
+            raise ValueError(f"unknown TLS version {self.tls_min_version!r}")
+        for name in ("use_proxy", "use_xclient", "use_xforward"):
+            v = getattr(self, name)
+            if not isinstance(v, bool):
+                set_(self, name, trusted_networks(v))
+        set_(self, "ignored_hosts", trusted_networks(self.ignored_hosts))
+
+    @property
+    def hidden_extensions(self) -> frozenset[str]:
+        """The upper-case names of the extensions not advertised."""
+        return frozenset(
+            ext
+            for ext in _HIDEABLE
+            if getattr(self, "hide_" + ext.lower())
+        )
+
+    def replace(self, **changes: Any) -> SMTPServerOptions:
+        """A copy with some fields changed (the options are frozen)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _as_seq(v: str | Sequence[str]) -> Sequence[str]:
+    """Accept ``"PLAIN,LOGIN"`` as well as ``["PLAIN", "LOGIN"]``."""
+    if isinstance(v, str):
+        return [p for p in v.split(",") if p.strip()]
+    return list(v)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(
+    spec: str | Sequence[str | Network],
+) -> tuple[Network, ...]:
+    """
+    Parse a trust list (``"10.0.0.0/8,::1"`` or a list of strings) into
+    networks; ``"*"`` means every address.
+    """
+    out: list[Network] = []
+    for item in _as_seq(spec) if isinstance(spec, str) else spec:
+        if isinstance(item, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            out.append(item)
+            continue
+        item = str(item).strip()
+        if item == "*":
+            out.extend(
+                [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
+            )
+            continue
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {item!r}") from None
+    return tuple(out)
+
+
+def is_trusted(setting: bool | Sequence[Network], address: str) -> bool:
+    """
+    Whether a peer address is allowed by a C{use_*} setting: C{True} trusts
+    everyone, a tuple of networks trusts its members.
+    """
+    if setting is True:
+        return True
+    if not setting:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in setting)  # type: ignore[union-attr]

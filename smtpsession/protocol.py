@@ -1,0 +1,715 @@
+# -*- test-case-name: tests.protocol.test_protocol -*-
+"""
+L{SMTPServerProtocol}: the thin Twisted driver of the sans-IO core.
+
+It turns transport callbacks into core calls and core events into hook
+calls, and owns everything that needs a clock or a socket: the idle timer,
+TLS, the reverse lookup, backpressure and closing.  It makes no protocol
+decision of its own.
+
+Flow control, in one place: reading from the client is paused while a hook
+is pending (replies stay in order and pipelined input stays bounded), while
+the body reader lags (L{MessageStream} high-water mark), and while the
+client does not read our replies (this protocol is the transport's push
+producer).  Each reason is one bit of C{_paused}; reading resumes only when
+all are clear.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from base64 import b32encode
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.interfaces import IHandshakeListener, IPushProducer
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from smtpsession._core.connection import ServerConnection
+from smtpsession._core.events import (
+    CLOSED,
+    NEED_DATA,
+    PAUSED,
+    Auth,
+    BodyRejected,
+    DataAborted,
+    DataEnd,
+    DataStart,
+    MailFrom,
+    RcptTo,
+    StartTLS,
+)
+from smtpsession._hooks import call_hook
+from smtpsession.errors import SMTPError
+from smtpsession.session import Session
+from smtpsession.stream import MessageStream, StreamAborted
+
+if TYPE_CHECKING:
+    from smtpsession.factory import SMTPServerFactory
+
+__all__ = ["SMTPServerProtocol", "new_session_id", "normalise_address"]
+
+# Reasons to stop reading from the client (bits of _paused).
+_HOOK = 1
+_STREAM = 2
+_WRITE = 4
+
+#: After we decide to close, how long a client that does not read its last
+#: reply may keep the socket (smtp-server: min(socket timeout, 5 s)).
+HALF_CLOSE_TIMEOUT = 5.0
+
+_INTERNAL = SMTPError(451, "Error: internal server error", "4.3.0")
+
+
+def _can_write_directly(transport: Any) -> bool:
+    """
+    Whether L{SMTPServerProtocol._write} may bypass the write queue: only on
+    Twisted's own TCP server transport, whose queue it can see.
+    """
+    try:
+        from twisted.internet.tcp import Server
+    except ImportError:  # pragma: no cover
+        return False
+    return (
+        type(transport) is Server
+        and not getattr(transport, "TLS", False)
+        and hasattr(transport, "_tempDataBuffer")
+        and hasattr(transport, "writeSomeData")
+    )
+
+
+def new_session_id() -> str:
+    """32 random characters from a–z and 2–7 (160 bits)."""
+    return b32encode(os.urandom(20)).decode("ascii").lower()
+
+
+def normalise_address(host: str) -> str:
+    """An IP address without the ``::ffff:`` of IPv4-mapped IPv6."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+@implementer(IHandshakeListener, IPushProducer)
+class SMTPServerProtocol(Protocol):
+    """One SMTP/LMTP connection; built by L{SMTPServerFactory}."""
+
+    log = Logger()
+
+    def __init__(self, factory: SMTPServerFactory) -> None:
+        self.factory = factory
+        self.session: Session | None = None
+        self._conn: ServerConnection | None = None
+        self._hooks = factory.hooks
+        self._clock = factory.clock
+        self._timeout = factory.options.socket_timeout
+        self._paused = 0
+        self._waiting = False  # a hook's answer is due
+        self._processing = False
+        self._again = False
+        self._lost = False
+        self._greeted = False
+        self._closing = False
+        self._refused = False
+        self._last_activity = 0.0
+        self._idle_call: Any = None
+        self._close_call: Any = None
+        self._tls_call: Any = None
+        self._tls_pending: str | None = None  # "implicit" or "starttls"
+        self._stream: MessageStream | None = None
+        self._data_outcome: tuple[Any, Failure | None] | None = None
+        self._data_waiting = False
+        self._data_generation = 0
+        self._started = 0.0
+        self._direct = False
+
+    # ------------------------------------------------------------------
+    # IProtocol
+    # ------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        transport = self.transport
+        assert transport is not None
+        options = factory.options
+        refusal = factory._admit(self)
+        if refusal is not None:
+            self._refused = True
+            transport.write(refusal)
+            transport.loseConnection()
+            return
+        if hasattr(transport, "setTcpNoDelay"):
+            try:
+                transport.setTcpNoDelay(True)
+            except OSError:
+                pass
+        transport.registerProducer(self, True)
+        self._direct = _can_write_directly(transport)
+        peer = transport.getPeer()
+        host = transport.getHost()
+        session = Session(id=new_session_id())
+        session.remote_address = normalise_address(getattr(peer, "host", "") or "")
+        session.remote_port = getattr(peer, "port", 0) or 0
+        session.local_address = normalise_address(getattr(host, "host", "") or "")
+        session.local_port = getattr(host, "port", 0) or 0
+        session.client_hostname = f"[{session.remote_address}]"
+        if options.secured:
+            session.secure = True
+        self.session = session
+        self._conn = ServerConnection(
+            options,
+            session,
+            tls_available=factory.tls_available(transport),
+            auth_enabled=factory.auth_enabled,
+            mail_hook=self._hooks.on_mail_from is not None,
+            rcpt_hook=self._hooks.on_rcpt_to is not None,
+            data_hook=self._hooks.on_data is not None,
+        )
+        self._started = self._last_activity = self._clock.seconds()
+        self._idle_call = self._clock.callLater(self._timeout, self._idle_check)
+        if factory.tls_is_implicit(transport):
+            self._expect_handshake("implicit")
+        elif options.secure and not options.secured:
+            self._start_tls("implicit")
+        else:
+            self._after_tls()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._last_activity = self._clock.seconds()
+        conn = self._conn
+        if conn is None:
+            return
+        conn.receive_data(data)
+        self._process()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        for name in ("_idle_call", "_close_call", "_tls_call"):
+            call = getattr(self, name)
+            if call is not None and call.active():
+                call.cancel()
+            setattr(self, name, None)
+        if self._refused:
+            return
+        self.factory._forget(self)
+        conn = self._conn
+        if conn is not None:
+            aborted = conn.connection_lost()
+            if aborted is not None or self._stream is not None:
+                self._abort_stream("connection lost")
+        session = self.session
+        if session is not None:
+            fn = self._hooks.on_close
+            if fn is not None:
+                call_hook(fn, (session,), self._close_done)
+            self.factory._log_close(self, reason)
+
+    # ------------------------------------------------------------------
+    # IPushProducer: the transport tells us it cannot write more
+    # ------------------------------------------------------------------
+
+    def pauseProducing(self) -> None:
+        self._pause(_WRITE)
+
+    def resumeProducing(self) -> None:
+        self._resume(_WRITE)
+
+    def stopProducing(self) -> None:
+        pass
+
+    def _pause(self, bit: int) -> None:
+        if not self._paused and self.transport is not None and not self._lost:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+        self._paused |= bit
+
+    def _resume(self, bit: int, process: bool = True) -> None:
+        if not self._paused & bit:
+            return
+        self._paused &= ~bit
+        if not self._paused and not self._lost and self.transport is not None:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+            if process and not self._waiting:
+                self._process()
+
+    def _pause_stream(self) -> None:
+        self._pause(_STREAM)
+
+    def _resume_stream(self) -> None:
+        self._resume(_STREAM)
+
+    # ------------------------------------------------------------------
+    # Start of a session: TLS, reverse lookup, on_connect, greeting
+    # ------------------------------------------------------------------
+
+    def _expect_handshake(self, kind: str) -> None:
+        self._tls_pending = kind
+        self._tls_call = self._clock.callLater(
+            self.factory.options.tls_handshake_timeout, self._handshake_timeout
+        )
+
+    def _start_tls(self, kind: str) -> None:
+        self._direct = False
+        self._expect_handshake(kind)
+        try:
+            self.factory.start_tls(self.transport)
+        except Exception:
+            self.log.failure("Could not start TLS")
+            self._abort()
+
+    def _handshake_timeout(self) -> None:
+        self._tls_call = None
+        self.log.info(
+            "TLS handshake timed out for {address}",
+            address=self.session.remote_address if self.session else "?",
+        )
+        self._abort()
+
+    def handshakeCompleted(self) -> None:
+        """IHandshakeListener: the TLS handshake is done."""
+        kind = self._tls_pending
+        if kind is None or self._lost:
+            return  # renegotiation (refused by our context) or too late
+        self._tls_pending = None
+        if self._tls_call is not None and self._tls_call.active():
+            self._tls_call.cancel()
+        self._tls_call = None
+        session = self.session
+        assert session is not None and self._conn is not None
+        session.secure = True
+        self.factory.describe_tls(self.transport, session)
+        self._conn.secure_changed()
+        if not self.factory.client_certificate_ok(self.transport, session):
+            self._abort()
+            return
+        if kind == "implicit":
+            self._after_tls()
+        else:
+            self._run_on_secure(self._starttls_secured)
+
+    def _after_tls(self) -> None:
+        session = self.session
+        assert session is not None
+        options = self.factory.options
+        if options.disable_reverse_lookup:
+            self._run_on_connect()
+            return
+        from smtpsession.dns import reverse_lookup
+
+        d = reverse_lookup(
+            session.remote_address, options.resolver, self._clock, 1.5
+        )
+        d.addCallback(self._looked_up)
+
+    def _looked_up(self, name: str | None) -> None:
+        if self._lost or self.session is None:
+            return
+        if name:
+            self.session.client_hostname = name
+        self._run_on_connect()
+
+    def _run_on_connect(self) -> None:
+        if self._lost or (self._conn is not None and self._conn.closed):
+            return
+        fn = self._hooks.on_connect
+        assert self.session is not None
+        if fn is None:
+            self._connected(None, None)
+        else:
+            call_hook(fn, (self.session,), self._connected)
+
+    def _connected(self, value: Any, failure: Failure | None) -> None:
+        conn = self._conn
+        if self._lost or conn is None or conn.closed:
+            return
+        error = self._hook_error(failure, "on_connect")
+        if error is not None:
+            conn.refuse(error.code or 554, error.message or "Error: connection refused")
+            self._flush()
+            return
+        if self.session is not None and self.session.secure and not self.factory.options.secured:
+            # Implicit TLS: on_secure runs after on_connect, before the greeting.
+            self._run_on_secure(self._greet)
+        else:
+            self._greet()
+
+    def _run_on_secure(self, then: Any) -> None:
+        fn = self._hooks.on_secure
+        if fn is None:
+            then()
+            return
+        self._hold()
+        assert self.session is not None
+
+        def secured(value: Any, failure: Failure | None) -> None:
+            self._release(process=False)
+            if self._lost or self._conn is None or self._conn.closed:
+                return
+            error = self._hook_error(failure, "on_secure")
+            if error is not None:
+                self._conn.refuse(error.code or 554, error.message or "Error: TLS refused")
+                self._flush()
+                return
+            then()
+
+        call_hook(fn, (self.session,), secured)
+
+    def _greet(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        conn.greet()
+        self._greeted = True
+        self.factory._log_connect(self)
+        self._process()
+
+    def _starttls_secured(self) -> None:
+        assert self._conn is not None
+        self._conn.tls_established()
+        self._process()
+
+    # ------------------------------------------------------------------
+    # The event loop
+    # ------------------------------------------------------------------
+
+    def _process(self) -> None:
+        if self._processing:
+            self._again = True
+            return
+        conn = self._conn
+        if conn is None or self._lost:
+            return
+        self._processing = True
+        try:
+            while True:
+                self._again = False
+                while not self._waiting:
+                    ev = conn.next_event()
+                    if type(ev) is bytes:
+                        stream = self._stream
+                        if stream is not None:
+                            stream.feed(ev)
+                        continue
+                    if ev is NEED_DATA or ev is PAUSED:
+                        break
+                    if ev is CLOSED:
+                        self._close()
+                        break
+                    self._dispatch[type(ev)](self, ev)
+                if not self._again or self._waiting:
+                    break
+        finally:
+            self._processing = False
+        self._flush()
+
+    def _flush(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        data = conn.data_to_send()
+        if data and not self._lost:
+            self._write(data)
+        if conn.closed and not self._closing:
+            self._close()
+
+    def _write(self, data: bytes) -> None:
+        """
+        Send replies.  On a plain TCP transport with nothing queued, send
+        them straight away: C{transport.write} would only queue them for the
+        next reactor turn, which costs two epoll updates and a wakeup per
+        reply, about a third of the server's CPU per message.  Whatever the
+        socket does not take goes through C{transport.write} as usual, and
+        from then on every write does, until the queue is empty again.
+        """
+        t: Any = self.transport
+        if self._direct and not t.dataBuffer and not t._tempDataBuffer:
+            if t.connected and not t.disconnecting:
+                sent = t.writeSomeData(data)
+                if type(sent) is int:
+                    if sent == len(data):
+                        return
+                    data = data[sent:]
+        t.write(data)
+
+    def _close(self) -> None:
+        if self._closing or self._lost:
+            return
+        self._closing = True
+        conn = self._conn
+        if conn is not None:
+            data = conn.data_to_send()
+            if data:
+                self.transport.write(data)  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+        self._close_call = self._clock.callLater(
+            min(self._timeout, HALF_CLOSE_TIMEOUT), self._abort
+        )
+
+    def _abort(self) -> None:
+        self._close_call = None
+        if not self._lost and self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def _hold(self) -> None:
+        """A hook is pending: stop parsing and stop reading."""
+        self._waiting = True
+        self._pause(_HOOK)
+
+    def _release(self, process: bool = True) -> None:
+        self._waiting = False
+        self._resume(_HOOK, process)
+
+    def _call(self, fn: Any, args: tuple[Any, ...], cont: Any) -> None:
+        """Call a hook; continue parsing at once or when its result comes."""
+
+        def later(value: Any, failure: Failure | None) -> None:
+            self._waiting = False
+            if self._lost:
+                return
+            try:
+                cont(value, failure)
+            finally:
+                self._resume(_HOOK, process=False)
+                self._process()
+
+        if not call_hook(fn, args, cont, later):
+            self._hold()
+
+    def _hook_error(self, failure: Failure | None, hook: str) -> SMTPError | None:
+        if failure is None:
+            return None
+        if failure.check(SMTPError):
+            return failure.value  # type: ignore[return-value]
+        self.log.failure(
+            "Hook {hook} failed (session {session_id})",
+            failure,
+            hook=hook,
+            session_id=self.session.id if self.session else None,
+        )
+        return _INTERNAL
+
+    # ------------------------------------------------------------------
+    # Events
+    # ------------------------------------------------------------------
+
+    def _on_mail_from(self, ev: MailFrom) -> None:
+        fn = self._hooks.on_mail_from
+        if fn is None:
+            self._conn.mail_from_result(None)  # type: ignore[union-attr]
+            return
+        self._call(fn, (ev.address, self.session), self._mail_done)
+
+    def _mail_done(self, value: Any, failure: Failure | None) -> None:
+        error = self._hook_error(failure, "on_mail_from")
+        if error is None and value is False:
+            error = SMTPError()
+        self._conn.mail_from_result(error)  # type: ignore[union-attr]
+
+    def _on_rcpt_to(self, ev: RcptTo) -> None:
+        fn = self._hooks.on_rcpt_to
+        if fn is None:
+            self._conn.rcpt_to_result(None)  # type: ignore[union-attr]
+            return
+        self._call(fn, (ev.address, self.session), self._rcpt_done)
+
+    def _rcpt_done(self, value: Any, failure: Failure | None) -> None:
+        error = self._hook_error(failure, "on_rcpt_to")
+        if error is None and value is False:
+            error = SMTPError()
+        self._conn.rcpt_to_result(error)  # type: ignore[union-attr]
+
+    def _on_auth(self, ev: Auth) -> None:
+        check = self.factory.authenticator
+        assert check is not None
+        self._call(check, (ev.request, self.session), self._auth_done)
+
+    def _auth_done(self, value: Any, failure: Failure | None) -> None:
+        conn = self._conn
+        assert conn is not None
+        if failure is not None and not failure.check(SMTPError):
+            self._hook_error(failure, "on_auth")
+            conn.auth_result(
+                None, SMTPError(454, "Error: Temporary authentication failure", "4.7.0")
+            )
+            return
+        error = self._hook_error(failure, "on_auth")
+        conn.auth_result(value, error)
+        if error is None and value:
+            self.factory._log_auth(self, True)
+        else:
+            self.factory._log_auth(self, False)
+
+    def _on_data_start(self, ev: DataStart) -> None:
+        options = self.factory.options
+        stream = MessageStream(options.size, self._pause_stream, self._resume_stream)
+        self._stream = stream
+        self._data_outcome = None
+        self._data_waiting = False
+        self._data_generation += 1
+        generation = self._data_generation
+        fn = self._hooks.on_data
+        if fn is None:
+            stream.drain()
+            self._data_outcome = (None, None)
+            return
+
+        def done(value: Any, failure: Failure | None) -> None:
+            if generation != self._data_generation or self._lost:
+                if failure is not None and not failure.check(SMTPError, StreamAborted):
+                    self._hook_error(failure, "on_data")
+                return
+            self._data_outcome = (value, failure)
+            if not self._data_waiting:
+                # Answered before the body ended: drain the rest.
+                stream.drain()
+                return
+            self._data_waiting = False
+            self._release(process=False)
+            try:
+                self._answer_data()
+            finally:
+                self._process()
+
+        call_hook(fn, (stream, self.session), done)
+
+    def _on_body_rejected(self, ev: BodyRejected) -> None:
+        stream = self._stream
+        if stream is not None:
+            stream.fail(SMTPError(ev.code, ev.message, ev.enhanced))
+
+    def _on_data_end(self, ev: DataEnd) -> None:
+        stream = self._stream
+        if stream is not None and ev.rejected is None:
+            stream.end()
+        if self._data_outcome is None:
+            self._data_waiting = True
+            self._hold()
+            return
+        self._answer_data()
+
+    def _answer_data(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        outcome = self._data_outcome
+        assert outcome is not None
+        value, failure = outcome
+        self._data_outcome = None
+        stream = self._stream
+        self._stream = None
+        results: list[Any]
+        if failure is not None:
+            if failure.check(SMTPError):
+                results = [failure.value]
+            elif failure.check(StreamAborted):
+                results = [_INTERNAL]
+            else:
+                self._hook_error(failure, "on_data")
+                results = [_INTERNAL]
+        elif isinstance(value, list | tuple):
+            results = [_data_item(v) for v in value]
+        else:
+            results = [_data_item(value)]
+        session = self.session
+        envelope = session.envelope if session else None
+        conn.data_result(results)
+        self.factory._log_transaction(self, envelope, stream, results)
+
+    def _on_data_aborted(self, ev: DataAborted) -> None:
+        self._abort_stream(ev.reason)
+
+    def _abort_stream(self, reason: str) -> None:
+        stream = self._stream
+        self._stream = None
+        self._data_generation += 1
+        self._data_outcome = None
+        if self._data_waiting:
+            self._data_waiting = False
+            self._release()
+        if stream is not None:
+            stream.fail(StreamAborted(reason))
+
+    def _on_starttls(self, ev: StartTLS) -> None:
+        self._flush()
+        self._start_tls("starttls")
+
+    _dispatch = {
+        MailFrom: _on_mail_from,
+        RcptTo: _on_rcpt_to,
+        Auth: _on_auth,
+        DataStart: _on_data_start,
+        BodyRejected: _on_body_rejected,
+        DataEnd: _on_data_end,
+        DataAborted: _on_data_aborted,
+        StartTLS: _on_starttls,
+    }
+
+    # ------------------------------------------------------------------
+    # Timers and shutdown
+    # ------------------------------------------------------------------
+
+    def _idle_check(self) -> None:
+        self._idle_call = None
+        if self._lost or self._closing:
+            return
+        now = self._clock.seconds()
+        idle = now - self._last_activity
+        if self._waiting or idle < self._timeout:
+            delay = self._timeout if self._waiting else self._timeout - idle
+            self._idle_call = self._clock.callLater(delay, self._idle_check)
+            return
+        conn = self._conn
+        if conn is None:
+            self._abort()
+            return
+        if self._tls_pending is not None or not self._greeted:
+            self._abort()
+            return
+        conn.timeout()
+        self._flush()
+
+    def begin_shutdown(self) -> None:
+        """The server is stopping: let the core tell the client."""
+        conn = self._conn
+        if conn is None or self._lost:
+            return
+        if not self._greeted or self._tls_pending is not None:
+            self._abort()
+            return
+        if self._waiting:
+            # A hook is pending: the core decides after it answers.
+            conn._shutting_down = True
+            return
+        conn.begin_shutdown()
+        self._flush()
+
+    def force_close(self) -> None:
+        """The shutdown grace period is over."""
+        conn = self._conn
+        if conn is None or self._lost:
+            return
+        if self._stream is not None:
+            self._abort_stream("server shutting down")
+        if not self._greeted:
+            self._abort()
+            return
+        conn.force_close()
+        self._flush()
+
+    def _close_done(self, value: Any, failure: Failure | None) -> None:
+        if failure is not None:
+            self._hook_error(failure, "on_close")
+
+
+def _data_item(value: Any) -> Any:
+    if value is None or isinstance(value, SMTPError):
+        return value
+    if isinstance(value, BaseException):
+        return _INTERNAL
+    return str(value)

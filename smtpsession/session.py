@@ -1,0 +1,208 @@
+# -*- test-case-name: tests.unit.test_session -*-
+"""
+The objects handlers see: L{Session}, L{Envelope}, L{Address}.
+
+They mirror the Session object of nodemailer's smtp-server in Python's
+idiom (snake_case, C{None} instead of C{false}).  This module is stdlib-only:
+the sans-IO core fills these objects in, the Twisted layer fills in what only
+it can know (addresses, TLS details), and handlers read them.
+
+C{Session} deliberately keeps a C{__dict__} so that handlers can hang their
+own attributes on it (C{session.custom_data = ...}); the envelope and
+addresses are slotted because one is built per transaction or command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Address",
+    "Envelope",
+    "EnvelopeDSN",
+    "RecipientDSN",
+    "Session",
+    "transmission_type",
+]
+
+
+class RecipientDSN:
+    """
+    The RFC 3461 parameters of one RCPT TO.
+
+    ``notify`` is a tuple of upper-case keywords (``("SUCCESS", "DELAY")``)
+    or empty when NOTIFY was not given; ``orcpt`` is the decoded
+    ``addr-type;address`` string or ``None``.
+    """
+
+    __slots__ = ("notify", "orcpt")
+
+    def __init__(self, notify: tuple[str, ...] = (), orcpt: str | None = None) -> None:
+        self.notify = notify
+        self.orcpt = orcpt
+
+    def __repr__(self) -> str:
+        return f"RecipientDSN(notify={self.notify!r}, orcpt={self.orcpt!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RecipientDSN):
+            return NotImplemented
+        return (self.notify, self.orcpt) == (other.notify, other.orcpt)
+
+
+class EnvelopeDSN:
+    """
+    The RFC 3461 parameters of MAIL FROM: ``ret`` (``"FULL"``, ``"HDRS"`` or
+    ``None``) and the xtext-decoded ``envid`` (or ``None``).
+    """
+
+    __slots__ = ("ret", "envid")
+
+    def __init__(self, ret: str | None = None, envid: str | None = None) -> None:
+        self.ret = ret
+        self.envid = envid
+
+    def __repr__(self) -> str:
+        return f"EnvelopeDSN(ret={self.ret!r}, envid={self.envid!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EnvelopeDSN):
+            return NotImplemented
+        return (self.ret, self.envid) == (other.ret, other.envid)
+
+
+class Address:
+    """
+    A reverse-path or forward-path as the client sent it.
+
+    ``address`` is the mailbox (``""`` for the null sender ``<>``), with any
+    source route removed and IPv6 literals normalised.  ``args`` maps each
+    ESMTP parameter, upper-cased, to its xtext-decoded value, or to ``True``
+    for keywords without a value.  ``dsn`` is set on recipients that carried
+    NOTIFY or ORCPT, else ``None``.
+    """
+
+    __slots__ = ("address", "args", "dsn")
+
+    def __init__(
+        self,
+        address: str,
+        args: dict[str, str | bool] | None = None,
+        dsn: RecipientDSN | None = None,
+    ) -> None:
+        self.address = address
+        self.args = {} if args is None else args
+        self.dsn = dsn
+
+    def __repr__(self) -> str:
+        return f"Address(address={self.address!r}, args={self.args!r}, dsn={self.dsn!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Address):
+            return NotImplemented
+        return (self.address, self.args, self.dsn) == (
+            other.address,
+            other.args,
+            other.dsn,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Envelope:
+    """
+    The current mail transaction.  A fresh one is made on every reset (RSET,
+    HELO/EHLO/LHLO, end of DATA, STARTTLS), so a handler that keeps a
+    reference keeps a consistent snapshot.
+
+    ``mail_from`` is the accepted sender (or ``None``), ``rcpt_to`` the
+    accepted recipients in order (an address given twice, in any case, is
+    kept once), ``body_type`` ``"7bit"``, ``"8bitmime"`` or
+    ``"binarymime"``, ``smtp_utf8`` and ``require_tls`` the MAIL flags, and
+    ``dsn`` the MAIL DSN parameters.
+    """
+
+    __slots__ = ("mail_from", "rcpt_to", "body_type", "smtp_utf8", "require_tls", "dsn")
+
+    def __init__(
+        self,
+        mail_from: Address | None = None,
+        rcpt_to: list[Address] | None = None,
+        body_type: str = "7bit",
+        smtp_utf8: bool = False,
+        require_tls: bool = False,
+        dsn: EnvelopeDSN | None = None,
+    ) -> None:
+        self.mail_from = mail_from
+        self.rcpt_to = [] if rcpt_to is None else rcpt_to
+        self.body_type = body_type
+        self.smtp_utf8 = smtp_utf8
+        self.require_tls = require_tls
+        self.dsn = EnvelopeDSN() if dsn is None else dsn
+
+    def __repr__(self) -> str:
+        return (
+            f"Envelope(mail_from={self.mail_from!r}, rcpt_to={self.rcpt_to!r}, "
+            f"body_type={self.body_type!r}, smtp_utf8={self.smtp_utf8!r}, "
+            f"require_tls={self.require_tls!r}, dsn={self.dsn!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Envelope):
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def transmission_type(
+    lmtp: bool, opening_command: str | None, secure: bool, user: Any
+) -> str:
+    """
+    The RFC 3848 ``with`` keyword of a C{Received} header.
+
+    SMTP after HELO (or before any greeting), ESMTP after EHLO, LMTP after
+    LHLO; then ``S`` when TLS is on and ``A`` when the client authenticated.
+    """
+    if lmtp:
+        base = "LMTP"
+    elif opening_command == "EHLO":
+        base = "ESMTP"
+    else:
+        base = "SMTP"
+    if secure:
+        base += "S"
+    if user:
+        base += "A"
+    return base
+
+
+@dataclass(eq=False)
+class Session:
+    """
+    One client connection, from accept to close.
+
+    The same object is passed to every hook of a connection, so attributes
+    a handler sets on it persist across transactions.  See the field list in
+    the docs (``docs/reference/session.rst``).
+    """
+
+    id: str
+    remote_address: str = ""
+    remote_port: int = 0
+    local_address: str = ""
+    local_port: int = 0
+    client_hostname: str = ""
+    host_name_appears_as: str | None = None
+    opening_command: str | None = None
+    secure: bool = False
+    tls_options: dict[str, str] | None = None
+    servername: str | None = None
+    user: Any = None
+    transaction: int = 1
+    transmission_type: str = "SMTP"
+    envelope: Envelope = field(default_factory=Envelope)
+    x_client: dict[str, Any] = field(default_factory=dict)
+    x_forward: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None

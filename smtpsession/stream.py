@@ -1,0 +1,366 @@
+# -*- test-case-name: tests.protocol.test_stream -*-
+"""
+L{MessageStream}: the body of one message, handed to C{on_data}.
+
+The stream is fed by the protocol as the core releases body chunks and is
+read by the handler in one of three ways (async iteration, C{read()}, or
+pushing into an C{IConsumer}).  It never holds the body whole unless the
+handler asks for it with C{read()}: chunks are handed straight to a waiting
+reader, and when they pile up past L{HIGH_WATER} the stream asks the
+protocol to stop reading from the socket until the reader catches up.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from smtpsession._hooks import CoroutineDriver, Parked
+from smtpsession.interfaces import IMessageStream
+
+__all__ = ["MessageStream", "HIGH_WATER", "LOW_WATER", "StreamAborted"]
+
+#: Queued bytes above which the client is paused.
+HIGH_WATER = 256 * 1024
+#: Queued bytes below which it is resumed.
+LOW_WATER = 64 * 1024
+
+class _Ready:
+    """An awaitable that is already done: ``await _Ready(x)`` is ``x``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+    def __await__(self) -> Any:
+        return self
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        raise StopIteration(self.value)
+
+
+_UNSET = object()
+
+
+class _Wait(Deferred, Parked):  # type: ignore[type-arg]
+    """
+    What C{async for} waits on when no chunk is ready.  Under
+    L{CoroutineDriver} (how smtpsession runs coroutine hooks) it parks the
+    driver, which the stream then resumes directly; anywhere else (a
+    coroutine the handler runs itself with C{ensureDeferred}) it is an
+    ordinary Deferred that fires with the next chunk.
+    """
+
+    driver: CoroutineDriver | None = None
+    _value: Any = _UNSET
+
+    def __await__(self) -> Any:
+        while True:
+            value = self._value
+            if value is not _UNSET:
+                return value
+            if self.called and not self.paused:
+                result = self.result
+                if isinstance(result, Failure):
+                    self.result = None  # consumed here, never "unhandled"
+                    result.raiseException()
+                return result
+            yield self
+
+    __iter__ = __await__
+
+    def park(self, driver: CoroutineDriver) -> None:
+        self.driver = driver
+
+    def deliver(self, chunk: bytes) -> None:
+        driver = self.driver
+        if driver is not None:
+            self.driver = None
+            self._value = chunk
+            driver.resume(None)
+        else:
+            self.callback(chunk)
+
+    def finish(self, exc: BaseException) -> None:
+        driver = self.driver
+        if driver is not None:
+            self.driver = None
+            driver.throw(exc)
+        else:
+            self.errback(Failure(exc))
+
+
+class StreamAborted(Exception):
+    """
+    The body will not arrive in full: the client disconnected or ended the
+    transaction (RSET, QUIT) in the middle of it.  Nothing of this message
+    may be kept.
+    """
+
+
+@implementer(IMessageStream, IPushProducer)
+class MessageStream:
+    """
+    A message body as it arrives.
+
+    @ivar byte_length: body bytes received so far (after dot-unstuffing).
+    @ivar size_exceeded: whether C{byte_length} is above the server's
+        C{size} option (always C{False} when there is no limit).
+    """
+
+    def __init__(
+        self,
+        size_limit: int,
+        pause: Callable[[], None],
+        resume: Callable[[], None],
+    ) -> None:
+        self.byte_length = 0
+        self.size_exceeded = False
+        self._limit = size_limit
+        self._pause_cb = pause
+        self._resume_cb = resume
+        self._chunks: deque[bytes] = deque()
+        self._queued = 0
+        self._paused = False  # we asked the protocol to stop reading
+        self._waiter: _Wait | None = None
+        self._ended = False
+        self._error: Failure | None = None
+        self._mode: str | None = None
+        self._whole: list[bytes] | None = None
+        self._read_d: Deferred[bytes] | None = None
+        self._consumer: Any = None
+        self._consumer_paused = False
+        self._done_d: Deferred[None] | None = None
+
+    def __repr__(self) -> str:
+        state = "ended" if self._ended else "open"
+        return f"<MessageStream {state} byte_length={self.byte_length}>"
+
+    # ------------------------------------------------------------------
+    # The reader's side
+    # ------------------------------------------------------------------
+
+    def __aiter__(self) -> MessageStream:
+        self._claim("iter")
+        return self
+
+    def __anext__(self) -> Any:
+        # A plain method returning an awaitable (not "async def"): a ready
+        # chunk costs no coroutine, and a wait costs no Deferred round trip
+        # when CoroutineDriver runs the hook (see _Wait).
+        if self._chunks:
+            return _Ready(self._pop())
+        if self._error is not None:
+            self._error.raiseException()
+        if self._ended:
+            raise StopAsyncIteration
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = _Wait()
+        return waiter
+
+    def read(self) -> Deferred[bytes]:
+        """
+        The whole body, once it has arrived.  This is the one way of reading
+        that holds the body in memory: prefer iteration for large messages.
+        """
+        self._claim("read")
+        self._whole = list(self._chunks)
+        self._chunks.clear()
+        self._queued = 0
+        self._maybe_resume()
+        d: Deferred[bytes] = Deferred()
+        if self._error is not None:
+            d.errback(self._error)
+        elif self._ended:
+            d.callback(b"".join(self._whole))
+        else:
+            self._read_d = d
+        return d
+
+    def write_to(self, consumer: IConsumer) -> Deferred[None]:
+        """
+        Write the body into C{consumer}, pausing the client whenever the
+        consumer pauses this stream.  The Deferred fires (with C{None}) when
+        the body has been written, or fails if it did not arrive in full.
+        """
+        self._claim("consumer")
+        self._consumer = consumer
+        consumer.registerProducer(self, True)
+        self._done_d = Deferred()
+        done = self._done_d
+        while self._chunks and not self._consumer_paused:
+            consumer.write(self._pop())
+        if self._error is not None:
+            self._finish_consumer(self._error)
+        elif self._ended and not self._chunks:
+            self._finish_consumer(None)
+        return done
+
+    def _claim(self, mode: str) -> None:
+        if self._mode is not None and self._mode != mode:
+            raise RuntimeError(
+                f"this stream is already being read ({self._mode}); "
+                "read a message body one way only"
+            )
+        self._mode = mode
+
+    def _pop(self) -> bytes:
+        chunk = self._chunks.popleft()
+        self._queued -= len(chunk)
+        if self._paused and self._queued <= LOW_WATER:
+            self._paused = False
+            self._resume_cb()
+        return chunk
+
+    def _maybe_resume(self) -> None:
+        if self._paused and self._queued <= LOW_WATER:
+            self._paused = False
+            self._resume_cb()
+
+    # -- IPushProducer, for write_to() ---------------------------------------
+
+    def pauseProducing(self) -> None:
+        """The consumer is full: stop the client."""
+        if not self._consumer_paused:
+            self._consumer_paused = True
+            if not self._paused:
+                self._paused = True
+                self._pause_cb()
+
+    def resumeProducing(self) -> None:
+        """The consumer wants more: flush what is queued, resume the client."""
+        self._consumer_paused = False
+        consumer = self._consumer
+        while self._chunks and not self._consumer_paused:
+            consumer.write(self._pop())
+        if self._consumer_paused:
+            return
+        if self._ended and not self._chunks and self._done_d is not None:
+            self._finish_consumer(self._error)
+            return
+        if self._paused:
+            self._paused = False
+            self._resume_cb()
+
+    def stopProducing(self) -> None:
+        """The consumer gave up: drain the rest of the body."""
+        self._consumer_paused = False
+        self._mode = "drain"
+        self._chunks.clear()
+        self._queued = 0
+        self._maybe_resume()
+        if self._paused:
+            self._paused = False
+            self._resume_cb()
+
+    def _finish_consumer(self, error: Failure | None) -> None:
+        consumer = self._consumer
+        done = self._done_d
+        self._done_d = None
+        if consumer is not None:
+            consumer.unregisterProducer()
+        if done is not None:
+            if error is None:
+                done.callback(None)
+            else:
+                done.errback(error)
+
+    # ------------------------------------------------------------------
+    # The protocol's side
+    # ------------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> None:
+        """A chunk of body arrived."""
+        self.byte_length += len(chunk)
+        if self._limit and self.byte_length > self._limit:
+            self.size_exceeded = True
+        mode = self._mode
+        if mode == "drain":
+            return
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.deliver(chunk)
+            return
+        if mode == "read":
+            assert self._whole is not None
+            self._whole.append(chunk)
+            return
+        if mode == "consumer" and not self._consumer_paused:
+            self._consumer.write(chunk)
+            return
+        self._chunks.append(chunk)
+        self._queued += len(chunk)
+        if not self._paused and self._queued > HIGH_WATER:
+            self._paused = True
+            self._pause_cb()
+
+    def end(self) -> None:
+        """The body is complete."""
+        if self._ended:
+            return
+        self._ended = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.finish(StopAsyncIteration())
+        read_d = self._read_d
+        if read_d is not None:
+            self._read_d = None
+            assert self._whole is not None
+            read_d.callback(b"".join(self._whole))
+            self._whole = None
+        if self._done_d is not None and not self._chunks:
+            self._finish_consumer(None)
+
+    def fail(self, exc: BaseException) -> None:
+        """
+        The body will not be complete (or the server refuses it): readers
+        get C{exc} instead of the end.
+        """
+        if self._ended:
+            return
+        self._ended = True
+        failure = Failure(exc)
+        self._error = failure
+        self._chunks.clear()
+        self._queued = 0
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.finish(exc)
+        read_d = self._read_d
+        if read_d is not None:
+            self._read_d = None
+            self._whole = None
+            read_d.errback(failure)
+        if self._done_d is not None:
+            self._finish_consumer(failure)
+        if self._paused:
+            self._paused = False
+            self._resume_cb()
+
+    def drain(self) -> None:
+        """
+        The handler has answered: whatever else arrives is discarded
+        (unless it asked for the body to be pushed or collected).
+        """
+        if self._mode in ("read", "consumer"):
+            return
+        self._mode = "drain"
+        self._chunks.clear()
+        self._queued = 0
+        if self._paused:
+            self._paused = False
+            self._resume_cb()

@@ -1,0 +1,215 @@
+# -*- test-case-name: tests.integration.test_testing -*-
+"""
+Run an smtpsession server inside your own tests and look at what it got.
+
+    from smtpsession.testing import serve, RecordingHandler
+
+    def test_my_app_sends_mail():
+        handler = RecordingHandler()
+        with serve(handler) as server:
+            my_app.send_welcome_mail(host=server.host, port=server.port)
+        assert handler.messages[0].rcpt_to == ["new.user@example.com"]
+
+The server runs on the global Twisted reactor in a background thread (started
+once, on first use), so blocking clients such as C{smtplib} can be used from
+the test itself.  Servers listen on 127.0.0.1 by default.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from smtpsession.handler import Handler
+from smtpsession.options import SMTPServerOptions
+from smtpsession.session import Envelope, Session
+
+__all__ = [
+    "serve",
+    "RunningServer",
+    "RecordingHandler",
+    "ReceivedMessage",
+    "reactor_thread",
+    "call_in_reactor",
+]
+
+_lock = threading.Lock()
+_thread: threading.Thread | None = None
+
+
+def reactor_thread() -> threading.Thread:
+    """
+    Start the global reactor in a daemon thread (once) and return the thread.
+
+    Do not mix this with code that runs the reactor in the main thread (such
+    as trial's asynchronous TestCase) in the same process.
+    """
+    global _thread
+    with _lock:
+        if _thread is not None and _thread.is_alive():
+            return _thread
+        from twisted.internet import reactor
+
+        ready = threading.Event()
+        reactor.callWhenRunning(ready.set)  # type: ignore[attr-defined]
+        _thread = threading.Thread(
+            target=reactor.run,  # type: ignore[attr-defined]
+            kwargs={"installSignalHandlers": False},
+            name="smtpsession-reactor",
+            daemon=True,
+        )
+        _thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the Twisted reactor did not start")
+        return _thread
+
+
+def call_in_reactor(f: Any, *args: Any, **kwargs: Any) -> Any:
+    """
+    Call C{f} in the reactor thread and wait for its result (waiting for it
+    too if it is a Deferred).
+    """
+    from twisted.internet import reactor
+    from twisted.internet.threads import blockingCallFromThread
+
+    reactor_thread()
+    return blockingCallFromThread(reactor, f, *args, **kwargs)
+
+
+@dataclass
+class ReceivedMessage:
+    """One message a L{RecordingHandler} accepted."""
+
+    mail_from: str
+    rcpt_to: list[str]
+    data: bytes
+    envelope: Envelope
+    session: Session
+    #: Session fields at the time of the message (the session object itself
+    #: changes as the connection goes on).
+    secure: bool = False
+    user: Any = None
+    transmission_type: str = ""
+
+    @property
+    def body(self) -> bytes:
+        """Alias of C{data}: the message as received (headers and body)."""
+        return self.data
+
+
+@dataclass
+class RecordingHandler(Handler):
+    """
+    Accept everything and keep each message in C{messages}, in the order
+    the server accepted them.  Give C{users} (name → password) to make it
+    offer and check AUTH.
+    """
+
+    messages: list[ReceivedMessage] = field(default_factory=list)
+    sessions: list[Session] = field(default_factory=list)
+    users: dict[str, str] | None = None
+
+    def on_connect(self, session: Session) -> None:
+        self.sessions.append(session)
+
+    async def on_data(self, stream: Any, session: Session) -> None:
+        chunks = [chunk async for chunk in stream]
+        env = session.envelope
+        self.messages.append(
+            ReceivedMessage(
+                mail_from=env.mail_from.address if env.mail_from else "",
+                rcpt_to=[a.address for a in env.rcpt_to],
+                data=b"".join(chunks),
+                envelope=env,
+                session=session,
+                secure=session.secure,
+                user=session.user,
+                transmission_type=session.transmission_type,
+            )
+        )
+
+    def __post_init__(self) -> None:
+        if self.users is not None:
+            users = self.users
+
+            def on_auth(auth: Any, session: Session) -> Any:
+                password = users.get(auth.username)
+                if password is not None and auth.validate_password(password):
+                    return auth.username
+                return None
+
+            self.on_auth = on_auth  # type: ignore[method-assign]
+
+
+@dataclass
+class RunningServer:
+    """A server started by L{serve}."""
+
+    host: str
+    port: int
+    factory: Any
+    listening_port: Any
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """C{(host, port)}, as C{smtplib.SMTP} and sockets take it."""
+        return (self.host, self.port)
+
+
+@contextmanager
+def serve(
+    handler: object | None = None,
+    options: SMTPServerOptions | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    endpoint: str | None = None,
+    close_timeout: float = 5.0,
+) -> Iterator[RunningServer]:
+    """
+    Run a server for the duration of a C{with} block.
+
+    @param handler: the handler (default: a new L{RecordingHandler}).
+    @param options: server options.  The reverse lookup is turned off
+        unless options are given, so tests do not wait on DNS.
+    @param endpoint: a server endpoint string to listen on instead of
+        C{tcp:PORT:interface=HOST}.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+
+    from smtpsession.factory import SMTPServerFactory
+
+    if handler is None:
+        handler = RecordingHandler()
+    if options is None:
+        options = SMTPServerOptions(name="smtpsession.test", disable_reverse_lookup=True)
+    description = endpoint or f"tcp:{port}:interface={host}"
+
+    def start() -> Any:
+        factory = SMTPServerFactory(handler, options, reactor=reactor)
+        d = serverFromString(reactor, description).listen(factory)
+        d.addCallback(lambda lp: (factory, lp))
+        return d
+
+    factory, listening = call_in_reactor(start)
+    address = listening.getHost()
+    server = RunningServer(
+        host=getattr(address, "host", host),
+        port=getattr(address, "port", 0),
+        factory=factory,
+        listening_port=listening,
+    )
+    try:
+        yield server
+    finally:
+
+        def stop() -> Any:
+            d = listening.stopListening()
+            d.addCallback(lambda _: factory.close(timeout=close_timeout))
+            return d
+
+        call_in_reactor(stop)

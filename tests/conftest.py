@@ -1,0 +1,28 @@
+"""
+Shared fixtures for the smtpsession test suite.
+
+Servers started here listen on 127.0.0.1 only and are stopped by the test
+that started them.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+
+def require_program(name: str) -> str:
+    """
+    The path of an external program the suite needs.  run-tests.sh installs
+    all of them; a missing one is a setup error, not a reason to skip, unless
+    SMTPSESSION_ALLOW_SKIP is set (for quick local runs).
+    """
+    import os
+
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("SMTPSESSION_ALLOW_SKIP"):
+            pytest.skip(f"{name} is not installed")
+        pytest.fail(f"{name} is not installed; run ./run-tests.sh, which installs it")
+    return path
