@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from smtpsession._core.connection import ServerConnection
+from smtpsession._core.proxy import ProxyError, ProxyHeaderParser
 from smtpsession._core.events import (
     CLOSED,
     NEED_DATA,
@@ -44,6 +45,7 @@ from smtpsession._core.events import (
 )
 from smtpsession._hooks import call_hook
 from smtpsession.errors import SMTPError
+from smtpsession.options import is_trusted
 from smtpsession.session import Session
 from smtpsession.stream import MessageStream, StreamAborted
 
@@ -129,6 +131,8 @@ class SMTPServerProtocol(Protocol):
         self._data_generation = 0
         self._started = 0.0
         self._direct = False
+        self._connect_called = False
+        self._proxy: ProxyHeaderParser | None = None
 
     # ------------------------------------------------------------------
     # IProtocol
@@ -174,17 +178,78 @@ class SMTPServerProtocol(Protocol):
         )
         self._started = self._last_activity = self._clock.seconds()
         self._idle_call = self._clock.callLater(self._timeout, self._idle_check)
+        if options.use_proxy and is_trusted(options.use_proxy, session.remote_address):
+            # A load balancer speaks first: its PROXY header, then the client.
+            self._proxy = ProxyHeaderParser()
+            return
+        self._begin(b"")
+
+    def _begin(self, early: bytes) -> None:
+        """
+        The peer's address is final (socket or PROXY header): decide what it
+        may do, then start TLS or go straight to the greeting.  C{early} is
+        what arrived after a PROXY header: a TLS ClientHello, or a client
+        talking before the greeting.
+        """
+        factory = self.factory
+        options = factory.options
+        session = self.session
+        assert session is not None and self._conn is not None
+        self._conn.set_proxy_trust(
+            is_trusted(options.use_xclient, session.remote_address),
+            is_trusted(options.use_xforward, session.remote_address),
+        )
+        transport = self.transport
         if factory.tls_is_implicit(transport):
             self._expect_handshake("implicit")
         elif options.secure and not options.secured:
             self._start_tls("implicit")
+            if early and not self._lost:
+                # The TLS layer now sits between the socket and us; hand it
+                # the bytes that arrived with the PROXY header.
+                transport.protocol.dataReceived(early)  # type: ignore[union-attr]
+            return
         else:
             self._after_tls()
+        if early:
+            self.dataReceived(early)
+
+    def _proxy_received(self, data: bytes) -> None:
+        parser = self._proxy
+        assert parser is not None and self.session is not None
+        try:
+            result = parser.feed(data)
+        except ProxyError as e:
+            self._proxy = None
+            self.log.info(
+                "Invalid PROXY header from {address}: {reason}",
+                address=self.session.remote_address,
+                reason=str(e),
+            )
+            if self._conn is not None:
+                self._conn.refuse(421, f"{self.factory.options.name} Invalid PROXY header")
+            self._flush()
+            return
+        if result is None:
+            return
+        info, rest = result
+        self._proxy = None
+        session = self.session
+        if info.source is not None:
+            session.remote_address, session.remote_port = info.source
+            session.client_hostname = f"[{session.remote_address}]"
+        if info.destination is not None:
+            session.local_address, session.local_port = info.destination
+        session.proxy = info
+        self._begin(rest)
 
     def dataReceived(self, data: bytes) -> None:
         self._last_activity = self._clock.seconds()
         conn = self._conn
         if conn is None:
+            return
+        if self._proxy is not None:
+            self._proxy_received(data)
             return
         conn.receive_data(data)
         self._process()
@@ -207,7 +272,9 @@ class SMTPServerProtocol(Protocol):
             if aborted is not None or self._stream is not None:
                 self._abort_stream("connection lost")
         session = self.session
-        if session is not None:
+        if session is not None and self._connect_called:
+            # on_close pairs with on_connect: a connection that never got that
+            # far (bad PROXY header, failed TLS handshake) has no session to end.
             fn = self._hooks.on_close
             if fn is not None:
                 call_hook(fn, (session,), self._close_done)
@@ -321,6 +388,7 @@ class SMTPServerProtocol(Protocol):
             return
         fn = self._hooks.on_connect
         assert self.session is not None
+        self._connect_called = True
         if fn is None:
             self._connected(None, None)
         else:

@@ -206,3 +206,6 @@ class Session:
     x_client: dict[str, Any] = field(default_factory=dict)
     x_forward: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    #: The PROXY protocol header the connection started with, if any (its
+    #: C{version}, C{source}, C{destination} and v2 C{tlvs}).
+    proxy: Any = None

@@ -44,6 +44,7 @@ dict lookup per command is all it can afford:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -64,7 +65,7 @@ from smtpsession._core.events import (
     StartTLS,
 )
 from smtpsession._core.framing import BdatFramer, DataFramer
-from smtpsession._core.params import ParamError, is_xtext, parse_params
+from smtpsession._core.params import ParamError, is_xtext, parse_params, xtext_decode
 from smtpsession._core.replies import default_enhanced, format_reply
 from smtpsession._core.sasl import (
     MECHANISMS,
@@ -116,6 +117,17 @@ _PLAIN_MAILBOX = _ATOM + rb"(?:\." + _ATOM + rb")*@" + _LABEL + rb"(?:\." + _LAB
 _FAST_FROM = re.compile(rb"[Ff][Rr][Oo][Mm]: ?<(" + _PLAIN_MAILBOX + rb")>\Z")
 _FAST_TO = re.compile(rb"[Tt][Oo]: ?<(" + _PLAIN_MAILBOX + rb")>\Z")
 _MAX_ADDRESS = 254
+
+_XCLIENT_KEYS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN")
+_XFORWARD_KEYS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
+_HOST_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
+
+
+def _valid_hostname(name: str) -> bool:
+    """A host name as XCLIENT/XFORWARD NAME may carry it (lower-cased)."""
+    if not name or len(name) > 253:
+        return False
+    return all(_HOST_LABEL.match(label) for label in name.split("."))
 
 #: Verbs RFC 5321 names that this server deliberately does not implement.
 _NOT_IMPLEMENTED = frozenset(
@@ -194,7 +206,14 @@ class ServerConnection:
             b"VRFY": self._vrfy,
             b"STARTTLS": self._starttls,
             b"AUTH": self._auth,
+            b"XCLIENT": self._xclient,
+            b"XFORWARD": self._xforward,
         }
+        # XCLIENT/XFORWARD stay known even when off: a client that tries
+        # them is told 550 "not allowed", not 500 "unknown".
+        self._xclient_trusted = False
+        self._xforward_trusted = False
+        self._xclient_addr_used = False
         if not self._chunking:
             del self._commands[b"BDAT"]
         for verb in disabled:
@@ -768,6 +787,11 @@ class ServerConnection:
             caps.append("CHUNKING")
             if not o.hide_8bitmime:
                 caps.append("BINARYMIME")
+        if not self._xclient_addr_used:
+            if self._xclient_trusted and b"XCLIENT" not in self._disabled:
+                caps.append("XCLIENT " + " ".join(_XCLIENT_KEYS))
+            if self._xforward_trusted and b"XFORWARD" not in self._disabled:
+                caps.append("XFORWARD " + " ".join(_XFORWARD_KEYS))
         return caps
 
     def _ehlo_reply(self) -> bytes:
@@ -1209,6 +1233,143 @@ class ServerConnection:
         self._bdat = None
         self._framer = None
         return DataAborted(reason)
+
+    # -- XCLIENT / XFORWARD (Postfix) -------------------------------------------
+
+    def set_proxy_trust(self, xclient: bool, xforward: bool) -> None:
+        """
+        Whether this peer may use XCLIENT / XFORWARD.  The driver decides it
+        once, from the address the connection really came from (or the
+        PROXY header's), never from an address XCLIENT itself supplied.
+        """
+        self._xclient_trusted = xclient
+        self._xforward_trusted = xforward
+
+    def _attributes(
+        self, arg: bytes, keys: tuple[str, ...], unavailable: tuple[str, ...]
+    ) -> dict[str, str | None] | None:
+        """Parse ``KEY=value ...``; None (after replying 501) if malformed."""
+        values: dict[str, str | None] = {}
+        tokens = [t for t in arg.split(b" ") if t]
+        if not tokens:
+            self._error(R.BAD_PARAMETER)
+            return None
+        for token in tokens:
+            key_b, eq, raw = token.partition(b"=")
+            if not eq or b"=" in raw:
+                self._error(R.BAD_PARAMETER)
+                return None
+            try:
+                key = key_b.decode("ascii").upper()
+                value = xtext_decode(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                self._error(R.BAD_PARAMETER)
+                return None
+            if key not in keys or _CONTROLS.search(value):
+                self._error(R.BAD_PARAMETER)
+                return None
+            if key in values:
+                continue  # the first one wins, as in smtp-server
+            values[key] = None if value.upper() in unavailable else value
+        address = values.get("ADDR")
+        if address is not None:
+            if address[:5].upper() == "IPV6:":
+                address = address[5:]
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                self._error(R.INVALID_ADDRESS)
+                return None
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            values["ADDR"] = str(ip)
+        name = values.get("NAME")
+        if name is not None:
+            name = name.rstrip(".").lower()
+            if not _valid_hostname(name):
+                self._error(R.INVALID_HOSTNAME)
+                return None
+            values["NAME"] = name
+        port = values.get("PORT")
+        if port is not None and (
+            not port.isdigit() or len(port) > 5 or int(port) > 65535
+        ):
+            self._error(R.INVALID_PORT)
+            return None
+        return values
+
+    def _xclient(self, arg: bytes, sp: int) -> None:
+        s = self.session
+        if not self._xclient_trusted or self._xclient_addr_used:
+            self._error(R.NOT_ALLOWED)
+            return None
+        if self.in_transaction:
+            self._error(R.TRANSACTION_IN_PROGRESS)
+            return None
+        values = self._attributes(arg, _XCLIENT_KEYS, ("[UNAVAILABLE]", "[TEMPUNAVAIL]"))
+        if values is None:
+            return None
+        # Everything is valid: apply it all at once.
+        x = s.x_client
+        if "ADDR" in values:
+            x.setdefault("ADDR:DEFAULT", s.remote_address)
+            s.remote_address = values["ADDR"] or x["ADDR:DEFAULT"]
+            if "NAME" not in values:
+                s.client_hostname = f"[{s.remote_address}]"
+            s.user = None
+            self._xclient_addr_used = True
+        if "NAME" in values:
+            x.setdefault("NAME:DEFAULT", s.client_hostname)
+            s.client_hostname = values["NAME"] or f"[{s.remote_address}]"
+        if "PORT" in values:
+            x.setdefault("PORT:DEFAULT", s.remote_port)
+            port = values["PORT"]
+            s.remote_port = int(port) if port else 0
+        if "LOGIN" in values:
+            # A trusted proxy vouches for the login: no credentials to check.
+            s.user = values["LOGIN"] or None
+        for key, value in values.items():
+            x[key] = int(value) if key == "PORT" and value else value
+        # RFC-wise this is a new session: greet again, forget the greeting.
+        s.opening_command = None
+        s.host_name_appears_as = None
+        self._esc = 0
+        self._reset_transaction()
+        self._update_transmission_type()
+        proto = "LMTP" if self._lmtp else "ESMTP"
+        banner = self.options.banner
+        self._out.append(
+            format_reply(220, f"{self._name} {proto}" + (f" {banner}" if banner else ""))
+        )
+        return None
+
+    def _xforward(self, arg: bytes, sp: int) -> None:
+        s = self.session
+        if not self._xforward_trusted or self._xclient_addr_used:
+            self._error(R.NOT_ALLOWED)
+            return None
+        if self.in_transaction:
+            self._error(R.TRANSACTION_IN_PROGRESS)
+            return None
+        values = self._attributes(arg, _XFORWARD_KEYS, ("[UNAVAILABLE]",))
+        if values is None:
+            return None
+        x = s.x_forward
+        if "ADDR" in values:
+            x.setdefault("ADDR:DEFAULT", s.remote_address)
+            s.remote_address = values["ADDR"] or x["ADDR:DEFAULT"]
+        if "NAME" in values:
+            s.client_hostname = values["NAME"] or f"[{s.remote_address}]"
+        if "PORT" in values:
+            port = values["PORT"]
+            s.remote_port = int(port) if port else 0
+        if "HELO" in values and values["HELO"]:
+            s.host_name_appears_as = values["HELO"].lower()  # type: ignore[union-attr]
+        for key, value in values.items():
+            x[key] = int(value) if key == "PORT" and value else value
+        self._reset_transaction()
+        self._out.append(R.OK[self._esc])
+        return None
 
     # -- STARTTLS ---------------------------------------------------------------
 

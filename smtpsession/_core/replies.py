@@ -217,6 +217,13 @@ BDAT_AFTER_DATA_FAILED = pair(503, "Error: BDAT sequence aborted, send RSET")
 DATA_AFTER_BDAT = pair(503, "Error: DATA not allowed after BDAT")
 BINARYMIME_NEEDS_BDAT = pair(503, "Error: BODY=BINARYMIME requires BDAT", "5.5.1")
 
+# XCLIENT / XFORWARD
+NOT_ALLOWED = pair(550, "Error: Not allowed", "5.7.0")
+TRANSACTION_IN_PROGRESS = pair(503, "Error: Mail transaction in progress")
+INVALID_ADDRESS = pair(501, "Error: Bad command parameter syntax. Invalid address")
+INVALID_HOSTNAME = pair(501, "Error: Bad command parameter syntax. Invalid hostname")
+INVALID_PORT = pair(501, "Error: Bad command parameter syntax. Invalid port")
+
 # STARTTLS
 READY_TLS = pair(220, "Ready to start TLS")
 STARTTLS_SYNTAX = pair(501, "Error: syntax: STARTTLS")
