@@ -62,39 +62,52 @@ class DataFramer:
         """
         carry = self._carry
         buf = carry + data if carry else data
-        i = buf.find(_TERMINATOR)
-        if i >= 0:
-            part = buf[: i + 2]
-            end = i + 5 - len(carry)
-            self._carry = b""
+        n = len(buf)
+        # One scan finds both the terminator and the dot-stuffed lines: each
+        # is a CRLF followed by a dot.  Typical bodies have neither, so the
+        # common case is a single C-level find over the chunk.
+        pieces: list[bytes] | None = None
+        start = 0
+        end = -1
+        cut = n
+        i = buf.find(b"\r\n.")
+        while i >= 0:
+            after = buf[i + 3 : i + 5]
+            if after == b"\r\n":
+                cut = i + 2
+                end = i + 5 - len(carry)
+                break
+            if len(after) < 2 and (after == b"" or after == b"\r"):
+                # "CRLF ." or "CRLF . CR" at the very end: wait for more.
+                cut = i
+                break
+            if pieces is None:
+                pieces = []
+            pieces.append(buf[start : i + 2])  # keep the CRLF, drop the dot
+            start = i + 3
+            i = buf.find(b"\r\n.", start)
         else:
-            end = -1
-            # Keep back the longest suffix that could begin a terminator (or
-            # a CRLF-dot that must be unstuffed once the next byte arrives).
-            if buf.endswith(b"\r\n.\r"):
-                keep = 4
-            elif buf.endswith(b"\r\n."):
-                keep = 3
-            elif buf.endswith(b"\r\n"):
-                keep = 2
+            # No terminator: keep back a CR or CRLF that may start one.
+            if buf.endswith(b"\r\n"):
+                cut = n - 2
             elif buf.endswith(b"\r"):
-                keep = 1
-            else:
-                keep = 0
-            if keep:
-                cut = len(buf) - keep
-                part = buf[:cut]
-                self._carry = buf[cut:]
-            else:
-                part = buf
-                self._carry = b""
-        if not part:
-            return b"", end
-        if self.check_bare and not self.bare:
-            crlf = part.count(b"\r\n")
-            if crlf != part.count(b"\n") or crlf != part.count(b"\r"):
+                cut = n - 1
+        self._carry = b"" if end >= 0 or cut == n else buf[cut:]
+        if self.check_bare and not self.bare and cut > start - 1:
+            crlf = buf.count(b"\r\n", 0, cut)
+            if crlf != buf.count(b"\n", 0, cut) or crlf != buf.count(b"\r", 0, cut):
                 self.bare = True
-        part = part.replace(b"\r\n.", b"\r\n")
+        if pieces is None:
+            if self._skip:
+                if cut < 2:
+                    return b"", end
+                self._skip = False
+                return buf[2:cut], end
+            if cut == n:
+                return buf, end
+            return buf[:cut], end
+        pieces.append(buf[start:cut])
+        part = b"".join(pieces)
         if self._skip:
             self._skip = False
             part = part[2:]
