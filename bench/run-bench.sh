@@ -1,0 +1,60 @@
+#!/bin/bash
+# The benchmark in one command: install the peers, then run smtpsession (this checkout) and
+# every peer interleaved (rep 1 of everyone, then rep 2, ...), SMTP workloads, the idle test,
+# the STARTTLS workloads and a short LMTP run; then write the tables and the chart.
+#
+# usage: bench/run-bench.sh [REPS]        (default 3; about an hour on 2 cores)
+# env:   IDLE (idle connections, default 10000), PEER_LIST (default: all), QUICK=1 (a tenth
+#        of the messages: a smoke test), PEERS (where peers are installed, default bench/.peers)
+set -e
+cd "$(dirname "$0")"
+reps=${1:-3}
+export PEERS=${PEERS:-$PWD/.peers}
+export IDLE=${IDLE:-10000}
+[ -n "$QUICK" ] && export SMTPBENCH_ARGS="--quick"
+./setup-peers.sh "$PEERS"
+# smtpsession from this checkout, in a venv of its own, reinstalled on every run.
+[ -x "$PEERS/smtpsession/bin/python" ] || python3 -m venv "$PEERS/smtpsession"
+"$PEERS/smtpsession/bin/pip" install -q ..
+"$PEERS/smtpsession/bin/pip" install -q --force-reinstall --no-deps ..
+stamp=$(date -u +%Y-%m-%d-%H%M)
+export RESULTS=results/$stamp
+mkdir -p "$RESULTS"
+peers=${PEER_LIST:-smtpsession smtp-sink go-smtp node-smtp-server twisted.mail aiosmtpd}
+for r in $(seq "$reps"); do
+  for peer in $peers; do
+    echo "rep $r: $peer (smtp)" >&2
+    FIRST_REP=$r ./run-peer.sh "$peer" smtp 1 >/dev/null
+  done
+  for peer in $peers; do
+    [ "$peer" = smtp-sink ] && continue          # smtp-sink has no TLS
+    echo "rep $r: $peer (tls)" >&2
+    FIRST_REP=$r IDLE=0 ONLY=tls50,tlschurn,tls10m ./run-peer.sh "$peer" smtp 1 >/dev/null
+  done
+  for peer in $peers; do
+    case $peer in go-smtp|twisted.mail) continue ;; esac   # no LMTP over TCP
+    echo "rep $r: $peer (lmtp)" >&2
+    FIRST_REP=$r IDLE=0 ONLY=w1,w50,mix ./run-peer.sh "$peer" lmtp 1 >/dev/null
+  done
+done
+{
+  echo "# Benchmark run $stamp"
+  echo
+  echo "Command: \`bench/run-bench.sh $reps\` (IDLE=$IDLE${QUICK:+, QUICK}); machine: $(nproc) cores,"
+  echo "$(uname -sr), $(python3 --version 2>&1), node $(node --version 2>/dev/null)."
+  echo
+  echo "## SMTP"
+  echo
+  ./report.py "$RESULTS"/*.jsonl
+  echo
+  echo "## LMTP"
+  echo
+  ./report.py --proto lmtp "$RESULTS"/*.jsonl
+  echo
+  echo "## smtpbench's own summary"
+  echo
+  ./summarize --names "${peers// /,}" "$RESULTS"/*.jsonl
+} > "$RESULTS/report.md"
+./chart.py "$RESULTS"/*.jsonl -o "$RESULTS/benchmarks.svg"
+cat "$RESULTS/report.md"
+echo "raw results, report and chart in bench/$RESULTS" >&2
