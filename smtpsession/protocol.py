@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from base64 import b32encode
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
@@ -84,12 +83,14 @@ def _can_write_directly(transport: Any) -> bool:
 
 
 def new_session_id() -> str:
-    """32 random characters from a–z and 2–7 (160 bits)."""
-    return b32encode(os.urandom(20)).decode("ascii").lower()
+    """32 random characters from 0–9 and a–f (128 bits, from the OS CSPRNG)."""
+    return os.urandom(16).hex()
 
 
 def normalise_address(host: str) -> str:
     """An IP address without the ``::ffff:`` of IPv4-mapped IPv6."""
+    if ":" not in host:
+        return host  # IPv4 (or a UNIX socket path): already canonical
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
@@ -539,7 +540,9 @@ class SMTPServerProtocol(Protocol):
 
         def later(value: Any, failure: Failure | None) -> None:
             self._waiting = False
-            if self._lost:
+            if self._lost or self._conn is None or self._conn.closed:
+                # Closed meanwhile (shutdown grace period over): the answer
+                # has nobody to go to.
                 return
             try:
                 cont(value, failure)
@@ -682,6 +685,19 @@ class SMTPServerProtocol(Protocol):
                 results = [_INTERNAL]
         elif isinstance(value, list | tuple):
             results = [_data_item(v) for v in value]
+            if (
+                self.factory.options.lmtp
+                and self.session is not None
+                and len(results) != len(self.session.envelope.rcpt_to)
+            ):
+                # Never guess which recipient a result belongs to (the core
+                # would apply a one-entry list to all): 451 for every one.
+                self.log.error(
+                    "on_data returned {n} results for {m} LMTP recipients",
+                    n=len(results),
+                    m=len(self.session.envelope.rcpt_to),
+                )
+                results = [_INTERNAL]
         else:
             results = [_data_item(value)]
         session = self.session
@@ -728,8 +744,14 @@ class SMTPServerProtocol(Protocol):
             return
         now = self._clock.seconds()
         idle = now - self._last_activity
-        if self._waiting or idle < self._timeout:
-            delay = self._timeout if self._waiting else self._timeout - idle
+        # Not the client's fault: a hook is pending, or we stopped reading
+        # because the body's reader lags.
+        ours = self._waiting or self._paused & (_HOOK | _STREAM)
+        if ours:
+            # The client gets a whole timeout once we listen again.
+            self._last_activity = now
+        if ours or idle < self._timeout:
+            delay = self._timeout if ours else self._timeout - idle
             self._idle_call = self._clock.callLater(delay, self._idle_check)
             return
         conn = self._conn
