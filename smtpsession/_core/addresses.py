@@ -144,6 +144,9 @@ def _normalise_domain(domain: str) -> str:
                 ip6 = ipaddress.IPv6Address(lit[5:])
             except ValueError:
                 raise AddressError("bad IPv6 literal") from None
+            if ip6.ipv4_mapped is not None:
+                # RFC 5952 §5: mapped addresses keep their dotted quad.
+                return f"[IPv6:::ffff:{ip6.ipv4_mapped}]"
             return f"[IPv6:{ip6.compressed}]"
         try:
             ip4 = ipaddress.IPv4Address(lit)

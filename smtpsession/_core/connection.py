@@ -316,7 +316,10 @@ class ServerConnection:
                 pos = self._pos
                 nl = buf.find(b"\n", pos)
                 if nl < 0:
-                    if len(buf) - pos > self._max_line:
+                    # A partial line may be one CR longer than the limit:
+                    # its LF may be in the next segment.
+                    n = len(buf) - pos
+                    if n > self._max_line and (n > self._max_line + 1 or buf[-1] != 13):
                         self._close_with(R.LINE_TOO_LONG)
                         continue
                     return NEED_DATA
@@ -516,7 +519,13 @@ class ServerConnection:
                 # An SMTP transaction has exactly one reply (smtp-server
                 # sends one per element and desyncs the client, its bug 6).
                 errors = [r for r in results if isinstance(r, SMTPError)]
-                results = [errors[0] if errors else results[0]]
+                if errors:
+                    results = [errors[0]]
+                elif results:
+                    results = [results[0]]
+                else:
+                    # Nothing to say is a handler bug: never guess "accepted".
+                    results = [SMTPError(451, "Error: internal server error", "4.3.0")]
             else:
                 # LMTP with a wrong count: never guess which recipient got
                 # what; a temporary failure for all is the safe answer.

@@ -40,10 +40,24 @@ NEED_VALUE = frozenset({"SIZE", "BODY", "RET", "ENVID", "NOTIFY", "ORCPT", "AUTH
 
 
 def xtext_decode(value: str) -> str:
-    """Decode RFC 3461 xtext (``+XX`` hex escapes); other text is kept."""
+    """
+    Decode RFC 3461 xtext (``+XX`` hex escapes); other text is kept.  The
+    escaped octets are UTF-8 (what L{xtext_encode} and RFC 6533 produce);
+    octets that are not fall back to one character each.
+    """
     if "+" not in value:
         return value
-    return _XTEXT_HEX.sub(lambda m: chr(int(m.group(1), 16)), value)
+    out = bytearray()
+    pos = 0
+    for m in _XTEXT_HEX.finditer(value):
+        out += value[pos : m.start()].encode("utf-8")
+        out.append(int(m.group(1), 16))
+        pos = m.end()
+    out += value[pos:].encode("utf-8")
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        return _XTEXT_HEX.sub(lambda m: chr(int(m.group(1), 16)), value)
 
 
 def xtext_encode(value: str) -> str:
