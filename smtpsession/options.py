@@ -214,7 +214,10 @@ class SMTPServerOptions:
         "Answer 552 to messages larger than size even if the handler took them.",
     )
     max_recipients: int = _opt(
-        0, "max-recipients", "Recipients per message (0: no limit)."
+        1000,
+        "max-recipients",
+        "Recipients per message (0: no limit).  The default bounds the memory "
+        "one transaction can take, as Postfix's smtpd_recipient_limit does.",
     )
     max_clients: int = _opt(
         0, "max-clients", "Concurrent connections (0: no limit)."
