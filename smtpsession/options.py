@@ -253,9 +253,10 @@ class SMTPServerOptions:
     # --- logging ------------------------------------------------------------
     transaction_log: bool = _opt(
         True,
-        "transaction-log",
+        "no-transaction-log",
         "Log one line per transaction (sender, recipients, size, result, "
-        "duration).",
+        "duration), and connections at debug level; on by default, the "
+        "flag turns it off.",
     )
 
     # --- network identity, proxies ------------------------------------------
@@ -270,16 +271,21 @@ class SMTPServerOptions:
     use_proxy: bool | Sequence[str] = _opt(
         False,
         "proxy-protocol",
-        "Expect a HAProxy PROXY v1/v2 header (True, or trusted networks).",
+        "Expect a HAProxy PROXY v1/v2 header before the greeting (from every "
+        "peer, or only from the trusted networks).",
     )
     ignored_hosts: Sequence[str] = _opt(
         (), None, "Peers (e.g. health checkers) whose connections are not logged."
     )
     use_xclient: bool | Sequence[str] = _opt(
-        False, "xclient", "Enable Postfix XCLIENT (True, or trusted networks)."
+        False,
+        "xclient",
+        "Enable Postfix XCLIENT (for every peer, or only the trusted networks).",
     )
     use_xforward: bool | Sequence[str] = _opt(
-        False, "xforward", "Enable Postfix XFORWARD (True, or trusted networks)."
+        False,
+        "xforward",
+        "Enable Postfix XFORWARD (for every peer, or only the trusted networks).",
     )
 
     def __post_init__(self) -> None:

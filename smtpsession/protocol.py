@@ -130,6 +130,7 @@ class SMTPServerProtocol(Protocol):
         self._data_outcome: tuple[Any, Failure | None] | None = None
         self._data_waiting = False
         self._data_generation = 0
+        self._data_started = 0.0  # for the transaction log's duration
         self._started = 0.0
         self._direct = False
         self._connect_called = False
@@ -624,6 +625,7 @@ class SMTPServerProtocol(Protocol):
         self._data_outcome = None
         self._data_waiting = False
         self._data_generation += 1
+        self._data_started = self._clock.seconds()
         generation = self._data_generation
         fn = self._hooks.on_data
         if fn is None:

@@ -2,13 +2,19 @@
 """
 Run an smtpsession server inside your own tests and look at what it got.
 
-    from smtpsession.testing import serve, RecordingHandler
+    from smtpsession.testing import serve
 
     def test_my_app_sends_mail():
-        handler = RecordingHandler()
-        with serve(handler) as server:
+        with serve() as server:
             my_app.send_welcome_mail(host=server.host, port=server.port)
-        assert handler.messages[0].rcpt_to == ["new.user@example.com"]
+        [message] = server.messages
+        assert message.rcpt_to == ["new.user@example.com"]
+        assert message.message["Subject"] == "Welcome"
+
+With pytest, the C{smtp_server} fixture does the same (the plugin is
+registered when smtpsession is installed); override the
+C{smtp_server_handler} or C{smtp_server_options} fixtures to change what it
+runs.
 
 The server runs on the global Twisted reactor in a background thread (started
 once, on first use), so blocking clients such as C{smtplib} can be used from
@@ -17,7 +23,11 @@ the test itself.  Servers listen on 127.0.0.1 by default.
 
 from __future__ import annotations
 
+import email
+import email.message
+import email.policy
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,12 +38,12 @@ from smtpsession.options import SMTPServerOptions
 from smtpsession.session import Envelope, Session
 
 __all__ = [
-    "serve",
-    "RunningServer",
-    "RecordingHandler",
     "ReceivedMessage",
-    "reactor_thread",
+    "RecordingHandler",
+    "RunningServer",
     "call_in_reactor",
+    "reactor_thread",
+    "serve",
 ]
 
 _lock = threading.Lock()
@@ -54,9 +64,9 @@ def reactor_thread() -> threading.Thread:
         from twisted.internet import reactor
 
         ready = threading.Event()
-        reactor.callWhenRunning(ready.set)  # type: ignore[attr-defined]
+        reactor.callWhenRunning(ready.set)
         _thread = threading.Thread(
-            target=reactor.run,  # type: ignore[attr-defined]
+            target=reactor.run,
             kwargs={"installSignalHandlers": False},
             name="smtpsession-reactor",
             daemon=True,
@@ -76,7 +86,7 @@ def call_in_reactor(f: Any, *args: Any, **kwargs: Any) -> Any:
     from twisted.internet.threads import blockingCallFromThread
 
     reactor_thread()
-    return blockingCallFromThread(reactor, f, *args, **kwargs)
+    return blockingCallFromThread(reactor, f, *args, **kwargs)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -98,6 +108,19 @@ class ReceivedMessage:
     def body(self) -> bytes:
         """Alias of C{data}: the message as received (headers and body)."""
         return self.data
+
+    @property
+    def message(self) -> email.message.EmailMessage:
+        """
+        The message parsed with the standard library's modern policy, for
+        looking at headers and parts: C{message["Subject"]},
+        C{message.get_content()}.  Lines end in LF here (the
+        raw C{data} keeps SMTP's CRLF).
+        """
+        text = self.data.replace(b"\r\n", b"\n")
+        parsed = email.message_from_bytes(text, policy=email.policy.default)
+        assert isinstance(parsed, email.message.EmailMessage)
+        return parsed
 
 
 @dataclass
@@ -143,6 +166,11 @@ class RecordingHandler(Handler):
 
             self.on_auth = on_auth  # type: ignore[method-assign]
 
+    def clear(self) -> None:
+        """Forget the messages and sessions recorded so far."""
+        del self.messages[:]
+        del self.sessions[:]
+
 
 @dataclass
 class RunningServer:
@@ -152,11 +180,42 @@ class RunningServer:
     port: int
     factory: Any
     listening_port: Any
+    handler: Any = None
 
     @property
     def address(self) -> tuple[str, int]:
         """C{(host, port)}, as C{smtplib.SMTP} and sockets take it."""
         return (self.host, self.port)
+
+    @property
+    def messages(self) -> list[ReceivedMessage]:
+        """
+        The messages received so far, in order (when the handler is a
+        L{RecordingHandler}, as it is by default).
+        """
+        messages = getattr(self.handler, "messages", None)
+        if messages is None:
+            raise AttributeError(
+                f"{type(self.handler).__name__} does not record messages; "
+                "use a RecordingHandler (the default)"
+            )
+        return messages
+
+    def wait_for_messages(self, count: int = 1, timeout: float = 10.0) -> list[ReceivedMessage]:
+        """
+        Wait until at least C{count} messages have arrived (for code that
+        sends mail in the background) and return them all.
+
+        @raise TimeoutError: if they do not arrive within C{timeout} seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"expected {count} message(s) within {timeout} s, got {len(self.messages)}"
+                )
+            time.sleep(0.01)
+        return list(self.messages)
 
 
 @contextmanager
@@ -202,6 +261,7 @@ def serve(
         port=getattr(address, "port", 0),
         factory=factory,
         listening_port=listening,
+        handler=handler,
     )
     try:
         yield server

@@ -1,0 +1,245 @@
+# -*- test-case-name: tests.integration.test_service -*-
+"""
+L{SMTPService}: an smtpsession server as a Twisted C{IService}.
+
+This is what C{twistd smtpsession} runs, and what an embedder adds to an
+C{Application} to get the same start-up and shutdown behaviour::
+
+    from twisted.application.service import Application
+    from smtpsession import SMTPServerFactory
+    from smtpsession.service import SMTPService
+
+    application = Application("mail")
+    factory = SMTPServerFactory(MyHandler())
+    SMTPService(factory, ["tcp:2525"]).setServiceParent(application)
+
+Stopping the service is the graceful shutdown of the API contract: it stops
+listening first (so new connections are refused by the operating system),
+then drains the open sessions with C{factory.close()}, and its Deferred
+fires when the last one is gone.  twistd waits for that Deferred when it
+gets SIGTERM, which is how the daemon drains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+if TYPE_CHECKING:
+    from smtpsession.factory import SMTPServerFactory
+
+__all__ = ["ListenError", "SMTPService"]
+
+
+class ListenError(Exception):
+    """
+    The service could not listen on one of its endpoints (port in use,
+    permission denied, bad path).  The message is one line that names the
+    endpoint, fit to show an operator as is.
+    """
+
+
+class SMTPService(Service):
+    """
+    Listen with one L{SMTPServerFactory} on some endpoints; stop gracefully.
+
+    @param factory: the server factory (its handler and options).
+    @param endpoints: endpoint strings (C{"tcp:2525"},
+        C{"unix:/run/lmtp.sock"}, C{"ssl:465:..."}) or
+        C{IStreamServerEndpoint} providers.
+    @param reactor: the reactor used to parse endpoint strings; the
+        factory's by default.
+
+    Listening happens in C{privilegedStartService}, before twistd sheds
+    root privileges, so ports below 1024 work with C{twistd --uid}.  A port
+    that cannot be opened raises L{ListenError} from there (after closing
+    the ports already opened): a server that silently lacks one of its
+    ports is worse than one that does not start.
+    """
+
+    name = "smtpsession"  # type: ignore[assignment]
+    log = Logger()
+
+    def __init__(
+        self,
+        factory: SMTPServerFactory,
+        endpoints: Iterable[str | IStreamServerEndpoint] = ("tcp:2525",),
+        *,
+        reactor: Any = None,
+    ) -> None:
+        self.factory = factory
+        self._reactor = reactor if reactor is not None else factory.reactor
+        self._descriptions: list[str | IStreamServerEndpoint] = list(endpoints)
+        if not self._descriptions:
+            raise ValueError("SMTPService needs at least one endpoint")
+        #: The listening ports, once listening (in the order of C{endpoints}).
+        self.ports: list[IListeningPort] = []
+        self._listening = False
+        self._pending: list[Deferred[Any]] = []
+        self._waiters: list[Deferred[Sequence[IListeningPort]]] = []
+        self._failure: Failure | None = None
+
+    def __repr__(self) -> str:
+        return f"<SMTPService on {', '.join(map(str, self._descriptions))}>"
+
+    # ------------------------------------------------------------------
+    # IService
+    # ------------------------------------------------------------------
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listen()
+
+    def startService(self) -> None:
+        # Embedders (and trial) may call startService alone.
+        if not self._listening:
+            self._listen()
+        super().startService()
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop listening, then drain like C{factory.close()}: sessions between
+        transactions get C{421} at once, transactions in progress may finish
+        within C{close_timeout}, then everyone gets C{421}.  Fires when the
+        last connection is gone.
+        """
+        super().stopService()
+        self._listening = False
+        for d in self._pending:
+            d.cancel()
+        self._pending = []
+        ports, self.ports = self.ports, []
+        stopped = DeferredList(
+            [maybeDeferred(p.stopListening) for p in ports], consumeErrors=True
+        )
+        done: Deferred[None] = Deferred()
+
+        def drain(_: object) -> None:
+            self.factory.close().chainDeferred(done)
+
+        stopped.addCallback(drain)
+        return done
+
+    # ------------------------------------------------------------------
+    # Listening
+    # ------------------------------------------------------------------
+
+    def when_listening(self) -> Deferred[Sequence[IListeningPort]]:
+        """
+        A Deferred that fires with the listening ports once every endpoint
+        listens, or fails with L{ListenError}.
+        """
+        if self._failure is not None:
+            d: Deferred[Sequence[IListeningPort]] = Deferred()
+            d.errback(self._failure)
+            return d
+        if self._listening and not self._pending:
+            return succeed(list(self.ports))
+        d = Deferred()
+        self._waiters.append(d)
+        return d
+
+    def _endpoint(self, description: str | IStreamServerEndpoint) -> IStreamServerEndpoint:
+        if not isinstance(description, str):
+            return description
+        from twisted.internet.endpoints import serverFromString
+
+        return serverFromString(self._reactor, description)
+
+    def _listen(self) -> None:
+        self._listening = True
+        self._failure = None
+        slots: list[IListeningPort | None] = [None] * len(self._descriptions)
+        for i, description in enumerate(self._descriptions):
+            try:
+                d = self._endpoint(description).listen(self.factory)
+            except Exception as e:
+                d = Deferred()
+                d.errback(Failure(e))
+            self._pending.append(d)
+            d.addCallbacks(
+                self._listened,
+                self._listen_failed,
+                callbackArgs=(i, d, slots),
+                errbackArgs=(description, d),
+            )
+            if self._failure is not None:
+                # Synchronous failure (the usual case: TCP binds at once).
+                failure = self._failure
+                for port in [p for p in slots if p is not None]:
+                    port.stopListening()
+                for pending in self._pending:
+                    pending.cancel()
+                self._pending = []
+                self.ports = []
+                self._listening = False
+                raise ListenError(failure.getErrorMessage())
+
+    def _listened(
+        self,
+        port: IListeningPort,
+        i: int,
+        d: Deferred[Any],
+        slots: list[IListeningPort | None],
+    ) -> None:
+        if d in self._pending:
+            self._pending.remove(d)
+        slots[i] = port
+        self.ports = [p for p in slots if p is not None]
+        host = port.getHost()
+        self.log.info(
+            "smtpsession listening on {address}",
+            address=_describe(host),
+        )
+        if not self._pending and self._listening:
+            waiters, self._waiters = self._waiters, []
+            for w in waiters:
+                w.callback(list(self.ports))
+
+    def _listen_failed(
+        self,
+        failure: Failure,
+        description: str | IStreamServerEndpoint,
+        d: Deferred[Any],
+    ) -> None:
+        if d in self._pending:
+            self._pending.remove(d)
+        from twisted.internet.defer import CancelledError
+
+        if failure.check(CancelledError):
+            return
+        message = f"cannot listen on {description}: {_reason(failure)}"
+        self.log.critical("smtpsession {message}", message=message)
+        self._failure = Failure(ListenError(message))
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            w.errback(self._failure)
+
+
+def _describe(address: Any) -> str:
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    name = getattr(address, "name", None)
+    if name is not None:
+        return name.decode() if isinstance(name, bytes) else str(name)
+    return str(address)
+
+
+def _reason(failure: Failure) -> str:
+    """One line saying why listening failed, without the traceback."""
+    from twisted.internet.error import CannotListenError
+
+    value = failure.value
+    if isinstance(value, CannotListenError):
+        inner = value.socketError
+        text = getattr(inner, "strerror", None) or str(inner)
+        return text
+    return " ".join(str(value).split()) or type(value).__name__

@@ -1,0 +1,547 @@
+# -*- test-case-name: tests.unit.test_tap -*-
+"""
+The C{twistd smtpsession} daemon: its command line and its service.
+
+    twistd -n smtpsession [--port ENDPOINT]... [--handler HANDLER] [options]
+
+The flags that configure the server are generated from the fields of
+L{SMTPServerOptions} (each field's metadata carries its flag and help
+text), so the daemon and the library cannot drift apart: a new option
+with a C{flag} is a new flag.  The daemon adds its own: where to listen
+(C{--port}), which handler runs (C{--handler}, C{--handler-option},
+C{--maildir}), C{--auth-file}, C{--hide} and the C{*-trusted} lists.
+
+Everything that can be wrong with a command line is found while parsing it,
+before twistd daemonizes: a bad value, an endpoint string that does not
+parse, a handler that cannot be imported or built, a certificate that cannot
+be read.  Each is a one-line C{UsageError}.  A port that cannot be opened is
+found when the service starts and is also reported in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import os
+from collections.abc import Callable
+from typing import Any
+
+from twisted.python import usage
+
+from smtpsession.options import COMMANDS, SMTPServerOptions, trusted_networks
+from smtpsession.service import ListenError, SMTPService
+
+__all__ = ["BUILTIN_HANDLERS", "Options", "load_handler", "makeService"]
+
+DEFAULT_PORT = "tcp:2525"
+DEFAULT_MAILDIR = "./Maildir"
+
+#: Short names accepted by C{--handler}.
+BUILTIN_HANDLERS = {
+    "maildir": "smtpsession.handlers.MaildirHandler",
+    "relay": "smtpsession.handlers.RelayHandler",
+    "log": "smtpsession.handlers.LogHandler",
+    "sink": "smtpsession.handlers.SinkHandler",
+}
+
+
+# ---------------------------------------------------------------------------
+# Flags generated from SMTPServerOptions
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _OptionFlag:
+    """One C{SMTPServerOptions} field as a command-line flag."""
+
+    field: str
+    flag: str
+    #: "switch" (no value; sets the opposite of the default), "trust" (a
+    #: switch plus a C{FLAG-trusted} list), "list" (repeatable,
+    #: comma-separated), "int", "float" or "str".
+    kind: str
+    default: Any
+    help: str
+
+
+def _kind(f: dataclasses.Field[Any]) -> str:
+    t = str(f.type).replace(" ", "")
+    if t == "bool":
+        return "switch"
+    if t.startswith("bool|"):
+        return "trust"
+    if t.startswith("Sequence["):
+        return "list"
+    if t in ("int", "int|None"):
+        return "int"
+    if t in ("float", "float|None", "int|float"):
+        return "float"
+    return "str"
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return None  # a default_factory: computed at start-up (e.g. the host name)
+
+
+def _option_flags() -> list[_OptionFlag]:
+    out = []
+    for f in dataclasses.fields(SMTPServerOptions):
+        flag = f.metadata.get("flag")
+        if flag:
+            out.append(_OptionFlag(f.name, flag, _kind(f), _default(f), f.metadata.get("help", "")))
+    return out
+
+
+OPTION_FLAGS = _option_flags()
+
+
+def _hideable() -> dict[str, str]:
+    """Extension name (upper case) → its C{hide_*} field."""
+    return {
+        f.name[len("hide_") :].upper(): f.name
+        for f in dataclasses.fields(SMTPServerOptions)
+        if f.name.startswith("hide_") and str(f.type) == "bool"
+    }
+
+
+def _coercer(spec: _OptionFlag) -> Callable[[str], Any]:
+    """Turn the text of a flag into the option's type, with a clear error."""
+
+    def coerce(text: str) -> Any:
+        text = text.strip()
+        try:
+            if spec.kind == "int":
+                value: Any = int(text)
+            elif spec.kind == "float":
+                value = float(text)
+            else:
+                value = text
+        except ValueError:
+            what = "a whole number" if spec.kind == "int" else "a number"
+            raise ValueError(f"--{spec.flag} wants {what}, not {text!r}") from None
+        if spec.kind in ("int", "float") and value < 0:
+            raise ValueError(f"--{spec.flag} cannot be negative ({text})")
+        return value
+
+    return coerce
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _list_handler(key: str, doc: str, check: Callable[[str], list[Any]]) -> Callable[..., None]:
+    def handler(self: Options, value: str) -> None:
+        self[key].extend(check(value))
+
+    handler.__doc__ = doc
+    handler.__name__ = "opt_" + key.replace("-", "_")
+    return handler
+
+
+def _trusted_check(flag: str) -> Callable[[str], list[Any]]:
+    def check(value: str) -> list[Any]:
+        try:
+            return list(trusted_networks(value))
+        except ValueError as e:
+            raise usage.UsageError(f"--{flag}: {e}") from None
+
+    return check
+
+
+def _commands_check(value: str) -> list[str]:
+    out = []
+    for command in _split(value):
+        command = command.upper()
+        if command not in COMMANDS:
+            raise usage.UsageError(
+                f"--disable-command: unknown command {command!r} (known: {', '.join(COMMANDS)})"
+            )
+        out.append(command)
+    return out
+
+
+def _hide_check(value: str) -> list[str]:
+    known = _hideable()
+    out = []
+    for ext in _split(value):
+        ext = ext.upper()
+        if ext not in known:
+            raise usage.UsageError(
+                f"--hide: {ext!r} cannot be hidden (one of: {', '.join(sorted(known))})"
+            )
+        out.append(ext)
+    return out
+
+
+def _handler_option_check(value: str) -> list[tuple[str, str]]:
+    key, sep, text = value.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise usage.UsageError(f"--handler-option wants KEY=VALUE, not {value!r}")
+    return [(key, text)]
+
+
+def _port_check(value: str) -> list[str]:
+    if not value.strip():
+        raise usage.UsageError("--port wants an endpoint string such as tcp:2525")
+    return [value.strip()]
+
+
+# ---------------------------------------------------------------------------
+# The option parser
+# ---------------------------------------------------------------------------
+
+
+class Options(usage.Options):
+    """
+    The command line of C{twistd smtpsession}.
+
+    After C{parseOptions}, C{server_options} is the L{SMTPServerOptions},
+    C{handler} the handler object, C{endpoints} the endpoint strings and
+    C{factory} the ready L{smtpsession.SMTPServerFactory}.
+    """
+
+    synopsis = "[--port ENDPOINT]... [--handler HANDLER] [options]"
+    longdesc = (
+        "An SMTP/LMTP server.  By default it listens on tcp:2525 and stores "
+        "every message in ./Maildir.  --handler names your own handler: "
+        "module.Class (instantiated with the --handler-option KEY=VALUE "
+        "values as keyword arguments), module:attribute (an object), or a "
+        "built-in: maildir, relay, log, sink."
+    )
+
+    optFlags: list[list[Any]] = [
+        [spec.flag, None, spec.help]
+        for spec in OPTION_FLAGS
+        if spec.kind in ("switch", "trust")
+    ]
+    optParameters: list[list[Any]] = [
+        [
+            "handler",
+            None,
+            None,
+            "The handler: module.Class, module:attribute, or one of "
+            + ", ".join(BUILTIN_HANDLERS)
+            + " [default: maildir].",
+        ],
+        [
+            "auth-file",
+            None,
+            None,
+            "Password file checked for AUTH PLAIN and LOGIN (see smtpsession.cred).",
+        ],
+    ] + [
+        [
+            spec.flag,
+            None,
+            spec.default if spec.default not in ("", None) else None,
+            spec.help,
+            _coercer(spec),
+        ]
+        for spec in OPTION_FLAGS
+        if spec.kind in ("int", "float", "str")
+    ]
+
+    #: Repeatable flags: key → the checker that turns one value into items.
+    _lists: dict[str, Callable[[str], list[Any]]] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        for key in self._lists:
+            self[key] = []
+        self["maildir"] = DEFAULT_MAILDIR
+        self._maildir_given = False
+        self.server_options: SMTPServerOptions | None = None
+        self.handler: object = None
+        self.endpoints: list[str] = []
+        self.factory: Any = None
+
+    def opt_maildir(self, path: str) -> None:
+        """Directory of the default Maildir handler (created if missing) [default: ./Maildir]."""
+        self["maildir"] = path
+        self._maildir_given = True
+
+    def opt_version(self) -> None:
+        """Print the version of smtpsession and exit."""
+        from smtpsession import __version__
+
+        print(f"smtpsession {__version__}")
+        raise SystemExit(0)
+
+    # ------------------------------------------------------------------
+
+    def postOptions(self) -> None:
+        self.endpoints = list(self["port"]) or [DEFAULT_PORT]
+        self.server_options = self._server_options()
+        self.handler = self._handler()
+        from twisted.internet import reactor
+
+        for description in self.endpoints:
+            _check_endpoint(reactor, description)
+        self.factory = self._factory(reactor)
+
+    def _server_options(self) -> SMTPServerOptions:
+        kwargs: dict[str, Any] = {}
+        flag_of: dict[str, str] = {}
+        for spec in OPTION_FLAGS:
+            flag_of[spec.field] = spec.flag
+            if spec.kind == "switch":
+                if self[spec.flag]:
+                    kwargs[spec.field] = not spec.default
+            elif spec.kind == "trust":
+                trusted = self[f"{spec.flag}-trusted"]
+                if trusted:
+                    kwargs[spec.field] = tuple(trusted)
+                elif self[spec.flag]:
+                    kwargs[spec.field] = True
+            elif spec.kind == "list":
+                if self[spec.flag]:
+                    kwargs[spec.field] = tuple(self[spec.flag])
+            elif self[spec.flag] is not None:
+                kwargs[spec.field] = self[spec.flag]
+        hideable = _hideable()
+        for ext in self["hide"]:
+            kwargs[hideable[ext]] = True
+            flag_of[hideable[ext]] = f"hide {ext}"
+        self._check_files(kwargs)
+        if self["auth-file"]:
+            kwargs["credentials_checker"] = _checker_from_file(self["auth-file"])
+        try:
+            return SMTPServerOptions(**kwargs)
+        except (ValueError, TypeError) as e:
+            # Say which flag: retry the fields one at a time.
+            for name, value in kwargs.items():
+                try:
+                    SMTPServerOptions(**{name: value})
+                except (ValueError, TypeError) as single:
+                    flag = flag_of.get(name, name.replace("_", "-"))
+                    raise usage.UsageError(f"--{flag}: {single}") from None
+            raise usage.UsageError(str(e)) from None
+
+    def _check_files(self, kwargs: dict[str, Any]) -> None:
+        """Unreadable certificates and keys are found now, not at STARTTLS."""
+        for name in ("tls_cert", "tls_key", "tls_ca"):
+            path = kwargs.get(name)
+            if path:
+                _readable(f"--{name.replace('_', '-')}", path)
+        sni = kwargs.get("tls_sni_dir")
+        if sni:
+            try:
+                os.listdir(sni)
+            except OSError as e:
+                raise usage.UsageError(f"--tls-sni-dir {sni}: {e.strerror or e}") from None
+
+    def _handler(self) -> object:
+        spec = self["handler"] or "maildir"
+        kwargs: dict[str, Any] = dict(self["handler-option"])
+        target = load_handler(spec)
+        from smtpsession.handlers import MaildirHandler, RelayHandler
+
+        if isinstance(target, type) and issubclass(target, MaildirHandler):
+            kwargs.setdefault("path", self["maildir"])
+        elif self._maildir_given:
+            raise usage.UsageError(
+                "--maildir is for the Maildir handler; pass your handler's "
+                "settings with --handler-option KEY=VALUE"
+            )
+        if isinstance(target, type) and issubclass(target, (MaildirHandler, RelayHandler)):
+            assert self.server_options is not None
+            kwargs.setdefault("hostname", self.server_options.name)
+        return build_handler(spec, target, kwargs)
+
+    def _factory(self, reactor: Any) -> Any:
+        from smtpsession.factory import SMTPServerFactory
+
+        try:
+            return SMTPServerFactory(self.handler, self.server_options, reactor=reactor)
+        except usage.UsageError:
+            raise
+        except Exception as e:
+            raise usage.UsageError(f"cannot start the server: {_one_line(e)}") from None
+
+
+def _install_list_flags() -> None:
+    """Add the repeatable flags (C{opt_*} methods) to L{Options}."""
+    lists: dict[str, tuple[str, Callable[[str], list[Any]]]] = {
+        "port": (
+            f"Endpoint to listen on (repeatable): tcp:2525, tcp6:25, "
+            f"unix:/run/lmtp.sock, ssl:465:privateKey=...  [default: {DEFAULT_PORT}]",
+            _port_check,
+        ),
+        "handler-option": (
+            "KEY=VALUE keyword argument for the handler class (repeatable).",
+            _handler_option_check,
+        ),
+        "hide": (
+            "Do not advertise an extension (repeatable): "
+            + ", ".join(sorted(_hideable()))
+            + ".",
+            _hide_check,
+        ),
+    }
+    for spec in OPTION_FLAGS:
+        if spec.kind == "list":
+            doc = spec.help
+            if "repeatable" not in doc:
+                doc += " (repeatable, or comma separated)"
+            if spec.default:
+                doc += f" [default: {','.join(spec.default)}]"
+            check: Callable[[str], list[Any]] = _split
+            if spec.field == "disabled_commands":
+                check = _commands_check
+            lists[spec.flag] = (doc, check)
+        elif spec.kind == "trust":
+            lists[f"{spec.flag}-trusted"] = (
+                f"Networks (CIDR,...) allowed to use --{spec.flag}; implies it (repeatable).",
+                _trusted_check(f"{spec.flag}-trusted"),
+            )
+    for key, (doc, check) in lists.items():
+        setattr(Options, "opt_" + key.replace("-", "_"), _list_handler(key, doc, check))
+        Options._lists[key] = check
+
+
+_install_list_flags()
+
+
+# ---------------------------------------------------------------------------
+# Handlers
+# ---------------------------------------------------------------------------
+
+
+def load_handler(spec: str) -> object:
+    """
+    The object C{--handler} names: C{module.Class}, C{module:attribute}
+    (dotted attributes allowed) or a built-in short name.
+
+    @raise usage.UsageError: when it cannot be imported.
+    """
+    name = BUILTIN_HANDLERS.get(spec.lower(), spec)
+    try:
+        if ":" in name:
+            module_name, _, attribute = name.partition(":")
+            obj: Any = importlib.import_module(module_name)
+            for part in attribute.split("."):
+                obj = getattr(obj, part)
+            return obj
+        if "." not in name:
+            raise usage.UsageError(
+                f"--handler {spec!r}: give module.Class, module:attribute, or one of "
+                + ", ".join(BUILTIN_HANDLERS)
+            )
+        from twisted.python.reflect import namedAny
+
+        return namedAny(name)
+    except usage.UsageError:
+        raise
+    except Exception as e:
+        raise usage.UsageError(f"--handler {spec!r} cannot be imported: {_one_line(e)}") from None
+
+
+def build_handler(spec: str, target: object, kwargs: dict[str, Any]) -> object:
+    """
+    The handler object: C{target} itself, or what C{target(**kwargs)}
+    returns when it is a class (or a plain function, taken as a factory).
+    """
+    if isinstance(target, type) or inspect.isfunction(target):
+        accepted = _accepted_keywords(target)
+        if accepted is not None:
+            # Defaults the daemon supplies (hostname) are dropped if the
+            # class does not take them; the user's own options are not.
+            kwargs = {k: v for k, v in kwargs.items() if k in accepted or k != "hostname"}
+        try:
+            return target(**kwargs)
+        except Exception as e:
+            raise usage.UsageError(f"--handler {spec!r} could not be created: {_one_line(e)}") from None
+    if kwargs:
+        raise usage.UsageError(
+            f"--handler-option needs a class or factory, but {spec!r} is an object"
+        )
+    return target
+
+
+def _accepted_keywords(target: Any) -> set[str] | None:
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params}
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _readable(flag: str, path: str) -> None:
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise usage.UsageError(f"{flag} {path}: {e.strerror or e}") from None
+
+
+def _check_endpoint(reactor: Any, description: str) -> None:
+    """Parse an endpoint string now, so that a typo is a usage error."""
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(reactor, description)
+    except Exception as e:
+        raise usage.UsageError(f"--port {description!r}: {_one_line(e)}") from None
+
+
+def _checker_from_file(path: str) -> Any:
+    _readable("--auth-file", path)
+    try:
+        # Imported by name: the module is optional until it lands.
+        cred = importlib.import_module("smtpsession.cred")
+        checker_from_file = cred.checker_from_file
+    except (ImportError, AttributeError) as e:
+        raise usage.UsageError(f"--auth-file is not available: {_one_line(e)}") from None
+    try:
+        return checker_from_file(path)
+    except Exception as e:
+        raise usage.UsageError(f"--auth-file {path}: {_one_line(e)}") from None
+
+
+class _DaemonService(SMTPService):
+    """
+    The service twistd runs.  In the foreground (C{twistd -n}) a port that
+    cannot be opened ends the process with a one-line message instead of a
+    traceback; when daemonizing, twistd itself reports the error.
+    """
+
+    foreground = False
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except ListenError as e:
+            if not self.foreground:
+                raise
+            raise SystemExit(f"twistd smtpsession: {e}") from None
+
+
+def makeService(options: Options) -> SMTPService:
+    """The service C{twistd smtpsession} runs (IServiceMaker)."""
+    if options.factory is None:
+        options.postOptions()
+    service = _DaemonService(options.factory, options.endpoints)
+    parent = getattr(options, "parent", None)
+    if parent is not None:
+        try:
+            service.foreground = bool(parent["nodaemon"])
+        except KeyError:
+            pass
+    return service

@@ -1,0 +1,391 @@
+"""
+``twistd smtpsession`` as operators run it: real twistd subprocesses (found
+from this source tree's twisted/plugins through PYTHONPATH), real clients,
+real signals.
+
+- the README's run command stores a message sent with swaks as exactly one
+  complete file in ./Maildir/new;
+- SIGKILL while messages are in flight never leaves a partial file in new/,
+  and every message that got 250 is there;
+- SIGTERM lets a transaction in progress finish within close_timeout while
+  new connections are refused, and ends one that takes longer;
+- a port in use, a bad flag, a handler that cannot be imported and an
+  unreadable certificate each end the daemon with a one-line message.
+
+Each daemon is killed by its PID at the end of its test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_program
+from tests.rawsmtp import RawClient, connect_refused
+
+REPO = Path(__file__).resolve().parents[2]
+LISTENING = re.compile(r"smtpsession listening on 127\.0\.0\.1:(\d+)")
+
+
+def twistd() -> str:
+    """The twistd of the Python running the tests."""
+    candidate = Path(sys.executable).with_name("twistd")
+    if candidate.exists():
+        return str(candidate)
+    return require_program("twistd")
+
+
+def daemon_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Daemon:
+    """A twistd subprocess whose output is collected as it comes."""
+
+    def __init__(self, cwd: Path, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=daemon_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float = 30.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                m = pattern.search(self.output)
+                if m is not None:
+                    return m
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(f"no {pattern.pattern!r} in output:\n{self.output}")
+                self._changed.wait(min(left, 0.5))
+
+    def port(self) -> int:
+        return int(self.wait_for(LISTENING).group(1))
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(10)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+        self._reader.join(10)
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    """Daemons started by a test; all killed (by PID) when it ends."""
+    started: list[Daemon] = []
+    yield started
+    for d in started:
+        d.kill()
+
+
+def start(daemons: list[Daemon], cwd: Path, *args: str) -> Daemon:
+    argv = [twistd(), "-n", "--pidfile=", "smtpsession", *args]
+    d = Daemon(cwd, argv)
+    daemons.append(d)
+    return d
+
+
+def run_daemon(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A twistd run expected to end by itself (bounded)."""
+    return subprocess.run(
+        [twistd(), "-n", "--pidfile=", "smtpsession", *args],
+        cwd=cwd,
+        env=daemon_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def files(directory: Path) -> list[Path]:
+    return sorted(directory.iterdir()) if directory.exists() else []
+
+
+def wait_until(predicate: object, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+LOCAL = "tcp:0:interface=127.0.0.1"
+
+
+def assert_clean_exit(d: Daemon) -> None:
+    """
+    The daemon shut down in order after SIGTERM.  twistd ends by re-raising
+    the signal it got (so a parent sees "terminated by SIGTERM"), hence the
+    status; its last log line says the shutdown itself completed.
+    """
+    code = d.wait()
+    assert code in (0, -signal.SIGTERM), d.output
+    assert "Server Shut Down." in d.output, d.output
+    assert "Traceback" not in d.output, d.output
+
+
+# ---------------------------------------------------------------------------
+# The README's run command
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.external
+def test_readme_run_command_with_swaks(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """`twistd -n smtpsession`, exactly as the README says, listens on 2525
+    and stores a message sent with swaks as one complete file in
+    ./Maildir/new (and nothing in tmp/)."""
+    swaks = require_program("swaks")
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as twistd does
+        try:
+            probe.bind(("0.0.0.0", 2525))
+        except OSError:
+            pytest.fail("port 2525 is busy; the README command needs it")
+    d = Daemon(tmp_path, [twistd(), "-n", "smtpsession"])
+    daemons.append(d)
+    assert d.wait_for(re.compile(r"smtpsession listening on [^:]+:2525"))
+    sent = subprocess.run(
+        [
+            swaks, "--server", "127.0.0.1:2525", "--from", "alice@example.org",
+            "--to", "bob@example.com", "--header", "Subject: readme",
+            "--body", "Hello from swaks.\n.dot line\n", "--timeout", "20",
+        ],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    [stored] = files(tmp_path / "Maildir" / "new")
+    assert files(tmp_path / "Maildir" / "tmp") == []
+    data = stored.read_bytes()
+    assert data.startswith(b"Return-Path: <alice@example.org>\r\nReceived: from ")
+    assert b"Subject: readme\r\n" in data
+    assert b"\r\n\r\nHello from swaks.\r\n.dot line\r\n" in data  # dot-unstuffed
+    assert data.endswith(b"\r\n")
+    d.signal(signal.SIGTERM)
+    assert_clean_exit(d)
+
+
+# ---------------------------------------------------------------------------
+# Crash safety
+# ---------------------------------------------------------------------------
+
+
+def message(ident: str, size: int) -> bytes:
+    filler = (b"%s " % ident.encode()) * (size // (len(ident) + 1))
+    lines = [filler[i : i + 76] for i in range(0, len(filler), 76)]
+    return (
+        f"Message-ID: <{ident}@test>\r\nSubject: {ident}\r\n\r\n".encode()
+        + b"\r\n".join(lines)
+        + f"\r\nEND {ident}\r\n".encode()
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_in_flight(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """SIGKILL while several clients are in the middle of their bodies and
+    others are sending in a loop: every file in new/ is a complete message,
+    none of the half-sent ones is there, and every message that got 250 is."""
+    d = start(daemons, tmp_path, "--port", LOCAL, "--no-reverse-lookup", "--no-transaction-log")
+    port = d.port()
+    maildir = tmp_path / "Maildir"
+    expected: dict[str, bytes] = {}
+
+    partial = []
+    for i in range(4):
+        ident = f"PARTIAL{i}"
+        raw = RawClient("127.0.0.1", port)
+        raw.start_message("a@example.org", ["b@example.com"])
+        raw.send(message(ident, 100_000)[:60_000])
+        partial.append(raw)
+    wait_until(lambda: len(files(maildir / "tmp")) >= 4)
+
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def sender(t: int) -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+                for n in range(300):
+                    if stop.is_set():
+                        return
+                    ident = f"MSG{t}x{n}"
+                    body = message(ident, 20_000 + 7919 * n % 60_000)
+                    with lock:
+                        expected[ident] = body
+                    client.sendmail("a@example.org", ["b@example.com"], body)
+                    with lock:
+                        acked.append(ident)
+        except (OSError, smtplib.SMTPException):
+            return  # the daemon is gone
+
+    threads = [threading.Thread(target=sender, args=(t,), daemon=True) for t in range(6)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(acked) >= 40, timeout=60)
+    d.signal(signal.SIGKILL)
+    d.wait()
+    stop.set()
+    for t in threads:
+        t.join(30)
+    for raw in partial:
+        raw.close()
+
+    stored: dict[str, bytes] = {}
+    for path in files(maildir / "new"):
+        data = path.read_bytes()
+        m = re.search(rb"Message-ID: <(\w+)@test>", data)
+        assert m is not None, f"{path.name} has no Message-ID: {data[:300]!r}"
+        ident = m.group(1).decode()
+        assert not ident.startswith("PARTIAL"), f"a half-sent message is in new/: {ident}"
+        body = data.partition(b"Message-ID: ")[2]
+        assert b"Message-ID: " + body == expected[ident], f"{path.name} is not complete"
+        stored[ident] = data
+    missing = [ident for ident in acked if ident not in stored]
+    assert not missing, f"got 250 but not in new/: {missing}"
+    assert len(files(maildir / "tmp")) >= 4  # the kill did catch bodies in flight
+
+
+# ---------------------------------------------------------------------------
+# Graceful shutdown
+# ---------------------------------------------------------------------------
+
+
+def test_sigterm_drains(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """SIGTERM: an idle session gets 421 at once, new connections are
+    refused, a transaction in progress finishes (250, then 421), the message
+    is stored, and the daemon exits cleanly."""
+    d = start(daemons, tmp_path, "--port", LOCAL, "--no-reverse-lookup", "--close-timeout", "20")
+    port = d.port()
+    busy = RawClient("127.0.0.1", port)
+    busy.start_message("a@example.org", ["b@example.com"])
+    busy.send(b"Subject: finishing\r\n\r\nfirst half\r\n")
+    idle = RawClient("127.0.0.1", port)
+    assert idle.command("EHLO idle.test")[0] == 250
+
+    d.signal(signal.SIGTERM)
+    assert idle.reply()[0] == 421
+    wait_until(lambda: connect_refused("127.0.0.1", port))
+    assert d.proc.poll() is None  # still draining
+
+    busy.send(b"second half\r\n.\r\n")
+    assert busy.reply()[0] == 250
+    assert busy.reply()[0] == 421
+    assert_clean_exit(d)
+    [stored] = files(tmp_path / "Maildir" / "new")
+    assert stored.read_bytes().endswith(b"\r\n\r\nfirst half\r\nsecond half\r\n")
+    busy.close()
+    idle.close()
+
+
+def test_sigterm_ends_a_transaction_that_takes_too_long(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """A transaction still open when close_timeout expires gets 421, its
+    message is not stored (and its tmp/ file is removed), and the daemon
+    exits."""
+    d = start(daemons, tmp_path, "--port", LOCAL, "--no-reverse-lookup", "--close-timeout", "1")
+    port = d.port()
+    stalled = RawClient("127.0.0.1", port)
+    stalled.start_message("a@example.org", ["b@example.com"])
+    stalled.send(b"Subject: too slow\r\n\r\nsome of it\r\n")
+    maildir = tmp_path / "Maildir"
+    wait_until(lambda: len(files(maildir / "tmp")) == 1)
+    d.signal(signal.SIGTERM)
+    assert stalled.reply()[0] == 421
+    assert_clean_exit(d)
+    assert files(maildir / "new") == [] and files(maildir / "tmp") == []
+    stalled.close()
+
+
+# ---------------------------------------------------------------------------
+# Errors an operator sees
+# ---------------------------------------------------------------------------
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Traceback" not in output, output
+    for needle in needles:
+        assert needle in output, output
+
+
+def test_port_in_use(tmp_path: Path) -> None:
+    """A port in use: exit status 1 and one line naming it, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run_daemon(tmp_path, "--port", f"tcp:{port}:interface=127.0.0.1")
+    assert_one_line_error(result, f"cannot listen on tcp:{port}", "Address already in use")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--size", "lots"], "--size wants a whole number"),
+        (["--handler", "no_such_module.Handler"], "--handler 'no_such_module.Handler' cannot be imported"),
+        (["--tls-cert", "/nonexistent/cert.pem"], "--tls-cert /nonexistent/cert.pem"),
+        (["--port", "tcp:not-a-port"], "--port 'tcp:not-a-port'"),
+    ],
+)
+def test_bad_command_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    """Usage errors end twistd with status 1 and the message, no traceback."""
+    assert_one_line_error(run_daemon(tmp_path, *args), needle)
+
+
+def test_unreadable_certificate(tmp_path: Path) -> None:
+    """A certificate path that cannot be read as a file (here a directory)
+    is reported by flag and path, with no traceback."""
+    cert = tmp_path / "cert-dir"
+    cert.mkdir()
+    assert_one_line_error(
+        run_daemon(tmp_path, "--tls-cert", str(cert), "--tls-key", str(cert)), "--tls-cert"
+    )

@@ -1,0 +1,85 @@
+"""
+The package as users install it: build the wheel from a copy of this
+checkout, install it into a throwaway virtualenv, and run
+``twistd smtpsession --help`` there.  This is what proves that the plugin
+file ships in ``twisted/plugins/`` (without an ``__init__.py`` that would
+hide Twisted's own plugins) and that twistd finds it outside the source
+tree.
+
+The throwaway venv gets smtpsession from the wheel only; its dependencies
+(Twisted and the rest) come from the environment running the tests, through
+a ``.pth`` file, so nothing is downloaded but the build backend.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SKIP = shutil.ignore_patterns(
+    ".git", "build", "dist", "*.egg-info", ".venv*", "venv", "node_modules", "__pycache__",
+    "_build", "Maildir", ".peers", "dropin.cache", ".mypy_cache", ".ruff_cache", "results",
+)  # fmt: skip
+
+
+def run(*args: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, timeout=600, **kw  # type: ignore[call-overload]
+    )
+    assert result.returncode == 0, f"{args}:\n{result.stdout}\n{result.stderr}"
+    return result  # type: ignore[no-any-return]
+
+
+@pytest.mark.slow
+def test_wheel_installs_the_twistd_plugin(tmp_path: Path) -> None:
+    """The built wheel contains the plugin and no twisted/__init__.py; once
+    installed, `twistd smtpsession --help` lists the daemon's flags and the
+    code runs from the install, not from this checkout."""
+    source = tmp_path / "src"
+    shutil.copytree(REPO, source, ignore=SKIP)
+    dist = tmp_path / "dist"
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, source)
+    [wheel] = list(dist.glob("smtpsession-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "twisted/plugins/smtpsession_plugin.py" in names
+    assert "twisted/__init__.py" not in names
+    assert "twisted/plugins/__init__.py" not in names
+    assert not any(n.endswith("dropin.cache") for n in names)
+    for module in ("tap.py", "service.py", "handlers/maildir.py", "testing/pytest_plugin.py", "py.typed"):
+        assert f"smtpsession/{module}" in names, module
+    [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    assert "smtpsession.testing.pytest_plugin" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", "--without-pip", venv)
+    python = venv / "bin" / "python"
+    purelib = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run(
+        sys.executable, "-m", "pip", "--python", python, "install", "--no-deps",
+        "--force-reinstall", "-q", wheel, env=env,
+    )  # fmt: skip
+    # Only now the dependencies (and whatever else the outer environment
+    # holds, perhaps another smtpsession, which comes later on the path).
+    outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (purelib / "outer-deps.pth").write_text("\n".join(sorted(outer)) + "\n")
+
+    where = run(
+        python, "-c", "import smtpsession, smtpsession.tap; print(smtpsession.__file__)",
+        env=env, cwd=tmp_path,
+    ).stdout.strip()  # fmt: skip
+    assert where.startswith(str(purelib)), where
+    helped = run(
+        python, "-c", "from twisted.scripts.twistd import run; run()", "smtpsession", "--help",
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    for flag in ("--port=", "--handler=", "--maildir=", "--no-transaction-log", "--tls-cert="):
+        assert flag in helped.stdout, helped.stdout
