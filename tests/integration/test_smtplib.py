@@ -143,3 +143,200 @@ def test_session_addresses(family: str) -> None:
     assert session.local_port == server.port
     assert session.client_hostname == "[127.0.0.1]"
     assert len(session.id) == 32
+
+
+# ---------------------------------------------------------------------------
+# More of the protocol through a real client
+
+
+def options(**kw: object) -> SMTPServerOptions:
+    base: dict[str, object] = {"name": "mx.test", "disable_reverse_lookup": True}
+    base.update(kw)
+    return SMTPServerOptions(**base)  # type: ignore[arg-type]
+
+
+def test_smtputf8_8bitmime_and_dsn_parameters() -> None:
+    """smtplib's mail/rcpt options arrive decoded in the envelope."""
+    handler = RecordingHandler()
+    with serve(handler) as server, smtplib.SMTP(*server.address) as client:
+        client.ehlo("c.example")
+        assert client.has_extn("smtputf8") and client.has_extn("8bitmime")
+        assert client.has_extn("dsn")
+        refused = client.sendmail(
+            "üser@exämple.com",
+            ["δοκιμή@example.com"],
+            "Subject: ünïcode\r\n\r\nbody ✓\r\n".encode(),
+            mail_options=["SMTPUTF8", "BODY=8BITMIME", "RET=HDRS", "ENVID=id+2B1"],
+            rcpt_options=["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;x+40example.com"],
+        )
+        assert refused == {}
+    [m] = handler.messages
+    assert m.mail_from == "üser@exämple.com"
+    assert m.rcpt_to == ["δοκιμή@example.com"]
+    assert (m.envelope.smtp_utf8, m.envelope.body_type) == (True, "8bitmime")
+    assert (m.envelope.dsn.ret, m.envelope.dsn.envid) == ("HDRS", "id+1")
+    rcpt = m.envelope.rcpt_to[0]
+    assert rcpt.dsn is not None
+    assert rcpt.dsn.notify == ("SUCCESS", "FAILURE")
+    assert rcpt.dsn.orcpt == "rfc822;x@example.com"
+    assert m.data == "Subject: ünïcode\r\n\r\nbody ✓\r\n".encode()
+
+
+def test_declared_size_over_limit() -> None:
+    """smtplib declares SIZE= when the server advertises SIZE; too big is 552 at MAIL."""
+    with serve(RecordingHandler(), options(size=1000)) as server:
+        with smtplib.SMTP(*server.address) as client:
+            client.ehlo("c")
+            assert client.esmtp_features["size"] == "1000"
+            with pytest.raises(smtplib.SMTPSenderRefused) as info:
+                client.sendmail("a@example.com", ["b@example.com"], b"x" * 2000)
+            assert info.value.smtp_code == 552
+            assert info.value.smtp_error == (
+                b"5.3.4 Error: message exceeds fixed maximum message size 1000"
+            )
+
+
+def test_rejected_message_and_sender() -> None:
+    """on_mail_from / on_data errors reach smtplib as its exceptions, with our codes."""
+
+    class Picky(Handler):
+        def on_mail_from(self, address, session):
+            if address.address.startswith("spammer"):
+                raise SMTPError(550, "Go away")
+
+        async def on_data(self, stream, session):
+            body = await stream.read()
+            if b"viagra" in body:
+                raise SMTPError(554, "Content rejected", "5.7.1")
+            return "Queued as 7"
+
+    with serve(Picky()) as server, smtplib.SMTP(*server.address) as client:
+        with pytest.raises(smtplib.SMTPSenderRefused) as sender:
+            client.sendmail("spammer@example.com", ["b@example.com"], b"hi\r\n")
+        assert (sender.value.smtp_code, sender.value.smtp_error) == (550, b"5.7.1 Go away")
+        with pytest.raises(smtplib.SMTPDataError) as data:
+            client.sendmail("a@example.com", ["b@example.com"], b"buy viagra\r\n")
+        assert (data.value.smtp_code, data.value.smtp_error) == (554, b"5.7.1 Content rejected")
+        client.mail("a@example.com")
+        client.rcpt("b@example.com")
+        assert client.data(b"fine\r\n") == (250, b"2.6.0 Queued as 7")
+
+
+def test_helo_client_gets_no_enhanced_codes() -> None:
+    """A client that says HELO sees plain replies (RFC 2034)."""
+    with serve(RecordingHandler()) as server, smtplib.SMTP(*server.address) as client:
+        assert client.helo("old.example")[0] == 250
+        assert client.mail("a@example.com") == (250, b"Accepted")
+        assert client.rcpt("<>") == (501, b"Error: Bad recipient address syntax")
+
+
+def test_simple_commands() -> None:
+    """NOOP, RSET, HELP, VRFY, unknown and unimplemented commands."""
+    with serve(RecordingHandler()) as server, smtplib.SMTP(*server.address) as client:
+        client.ehlo("c")
+        assert client.noop() == (250, b"2.0.0 OK")
+        assert client.rset() == (250, b"2.0.0 Flushed")
+        assert client.help() == b"2.0.0 See https://www.rfc-editor.org/rfc/rfc5321 for details"
+        assert client.verify("someone") == (252, b"2.1.5 Try to send something. No promises though")
+        assert client.docmd("XYZZY") == (500, b"5.5.2 Error: command not recognized")
+        assert client.docmd("EXPN", "list") == (502, b"5.5.1 Error: command not implemented")
+
+
+def test_large_message_with_dots() -> None:
+    """A 5 MB message with leading dots on many lines arrives byte for byte."""
+    handler = RecordingHandler()
+    body = b"".join(
+        (b"." if i % 3 == 0 else b"") + b"line %d of a large message\r\n" % i
+        for i in range(180_000)
+    )
+    with serve(handler) as server, smtplib.SMTP(*server.address) as client:
+        client.sendmail("a@example.com", ["b@example.com"], body)
+    assert handler.messages[0].data == body
+
+
+def test_max_clients_refuses_extra_connection() -> None:
+    """The connection over max_clients gets 421 and smtplib reports it."""
+    with serve(RecordingHandler(), options(max_clients=1)) as server:
+        with smtplib.SMTP(*server.address) as first:
+            first.noop()
+            with pytest.raises(smtplib.SMTPConnectError) as info:
+                smtplib.SMTP(*server.address)
+            assert info.value.smtp_code == 421
+            assert first.noop()[0] == 250
+
+
+def test_idle_timeout_on_a_real_socket() -> None:
+    """A silent client gets 421 Timeout and the server hangs up."""
+    with serve(RecordingHandler(), options(socket_timeout=0.3)) as server:
+        with socket.create_connection(server.address, timeout=10) as sock:
+            f = sock.makefile("rb")
+            assert f.readline().startswith(b"220")
+            assert f.readline() == b"421 Timeout - closing connection\r\n"
+            assert f.read() == b""
+
+
+def test_graceful_close_with_real_clients() -> None:
+    """factory.close(): an idle client is told 421 at once; one mid-transaction finishes first."""
+    from smtpsession.testing import call_in_reactor
+
+    handler = RecordingHandler()
+    with serve(handler, close_timeout=10) as server:
+        idle = smtplib.SMTP(*server.address)
+        busy = smtplib.SMTP(*server.address)
+        idle.ehlo("idle")
+        busy.ehlo("busy")
+        busy.mail("a@example.com")
+        closing = []
+        call_in_reactor(lambda: closing.append(server.factory.close()))
+        assert idle.getreply() == (421, b"4.4.2 Server shutting down")
+        assert busy.rcpt("b@example.com")[0] == 250
+        assert busy.data(b"last one\r\n")[0] == 250
+        assert busy.getreply() == (421, b"4.4.2 Server shutting down")
+        idle.close()
+        busy.close()
+    assert [m.data for m in handler.messages] == [b"last one\r\n"]
+
+
+def test_ipv6_loopback() -> None:
+    """A server on ::1 sees IPv6 addresses, without brackets or zone."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this kernel")
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no ::1 on this machine")
+    handler = RecordingHandler()
+    with serve(handler, endpoint="tcp6:0:interface=\\:\\:1") as server:
+        with smtplib.SMTP("::1", server.port) as client:
+            client.sendmail("a@example.com", ["b@example.com"], b"v6\r\n")
+    session = handler.sessions[0]
+    assert session.remote_address == "::1"
+    assert session.local_address == "::1"
+    assert session.client_hostname == "[::1]"
+
+
+def test_bdat_on_a_real_socket() -> None:
+    """CHUNKING end to end (smtplib has no BDAT): two chunks make one message."""
+    handler = RecordingHandler()
+    with serve(handler) as server, socket.create_connection(server.address, timeout=10) as sock:
+        f = sock.makefile("rb")
+        f.readline()
+        sock.sendall(b"EHLO c\r\n")
+        while f.readline()[3:4] == b"-":
+            pass
+        sock.sendall(
+            b"MAIL FROM:<a@example.com> BODY=BINARYMIME\r\nRCPT TO:<b@example.com>\r\n"
+            b"BDAT 6\r\nbin\x00\n\rBDAT 3 LAST\r\nary"
+        )
+        replies = [f.readline() for _ in range(4)]
+        sock.sendall(b"QUIT\r\n")
+        assert f.readline().startswith(b"221")
+    assert replies == [
+        b"250 2.1.0 Accepted\r\n",
+        b"250 2.1.5 Accepted\r\n",
+        b"250 2.0.0 OK: 6 octets received\r\n",
+        b"250 2.6.0 OK: message queued\r\n",
+    ]
+    assert handler.messages[0].data == b"bin\x00\n\rary"
