@@ -340,3 +340,48 @@ def test_bdat_on_a_real_socket() -> None:
         b"250 2.6.0 OK: message queued\r\n",
     ]
     assert handler.messages[0].data == b"bin\x00\n\rary"
+
+
+def test_many_simultaneous_connections() -> None:
+    """Twenty clients connected at once, each sending in turn: all delivered, sessions apart."""
+    handler = RecordingHandler()
+    with serve(handler) as server:
+        clients = [smtplib.SMTP(*server.address) for _ in range(20)]
+        try:
+            for i, client in enumerate(clients):
+                client.sendmail("a@example.com", [f"r{i}@example.com"], f"n={i}\r\n")
+        finally:
+            for client in clients:
+                client.quit()
+    assert sorted(m.data for m in handler.messages) == sorted(
+        f"n={i}\r\n".encode() for i in range(20)
+    )
+    assert len({s.id for s in handler.sessions}) == 20
+
+
+def test_all_clients_leave_at_once() -> None:
+    """Fifty connections dropped together: each gets on_close once, none is left behind."""
+    import time
+
+    from smtpsession.testing import call_in_reactor
+
+    closed: list[str] = []
+
+    class Track(RecordingHandler):
+        def on_close(self, session):
+            closed.append(session.id)
+
+    handler = Track()
+    with serve(handler, options(max_clients=0)) as server:
+        socks = [socket.create_connection(server.address, timeout=10) for _ in range(50)]
+        for s in socks:
+            assert s.recv(100).startswith(b"220")
+        for s in socks:
+            s.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if not call_in_reactor(lambda: len(server.factory.connections)) and len(closed) == 50:
+                break
+            time.sleep(0.02)
+    assert sorted(closed) == sorted(s.id for s in handler.sessions)
+    assert len(closed) == 50
