@@ -83,3 +83,41 @@ def test_wheel_installs_the_twistd_plugin(tmp_path: Path) -> None:
     )  # fmt: skip
     for flag in ("--port=", "--handler=", "--maildir=", "--no-transaction-log", "--tls-cert="):
         assert flag in helped.stdout, helped.stdout
+    plugin = run(
+        python, "-c", "import twisted.plugins.smtpsession_plugin as p; print(p.__file__)",
+        env=env, cwd=tmp_path,
+    ).stdout.strip()  # fmt: skip
+    assert plugin.startswith(str(purelib)), plugin
+
+
+@pytest.mark.slow
+def test_strict_editable_install_is_found_by_twistd(tmp_path: Path) -> None:
+    """The development install the docs recommend
+    (`pip install -e . --config-settings editable_mode=strict`) makes
+    `twistd smtpsession` work; the default editable mode would hide the
+    plugin from twistd's scan."""
+    source = tmp_path / "src"
+    shutil.copytree(REPO, source, ignore=SKIP)
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", "--without-pip", venv)
+    python = venv / "bin" / "python"
+    purelib = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run(
+        sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q",
+        "-e", source, "--config-settings", "editable_mode=strict", env=env,
+    )  # fmt: skip
+    outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (purelib / "outer-deps.pth").write_text("\n".join(sorted(outer)) + "\n")
+    helped = run(
+        python, "-c", "from twisted.scripts.twistd import run; run()", "smtpsession", "--help",
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert "--maildir=" in helped.stdout, helped.stdout
+    # The plugin twistd loads is this install's, not one that the outer
+    # environment may also hold.
+    plugin = run(
+        python, "-c", "import twisted.plugins.smtpsession_plugin as p; print(p.__file__)",
+        env=env, cwd=tmp_path,
+    ).stdout.strip()  # fmt: skip
+    assert not any(plugin.startswith(p) for p in outer), plugin
