@@ -224,7 +224,8 @@ class SMTPServerProtocol(Protocol):
         except ProxyError as e:
             self._proxy = None
             self.log.info(
-                "Invalid PROXY header from {address}: {reason}",
+                "[{session_id}] Invalid PROXY header from {address}: {reason}",
+                session_id=self.session.id,
                 address=self.session.remote_address,
                 reason=str(e),
             )
@@ -331,13 +332,17 @@ class SMTPServerProtocol(Protocol):
         try:
             self.factory.start_tls(self.transport)
         except Exception:
-            self.log.failure("Could not start TLS")
+            self.log.failure(
+                "[{session_id}] Could not start TLS",
+                session_id=self.session.id if self.session else None,
+            )
             self._abort()
 
     def _handshake_timeout(self) -> None:
         self._tls_call = None
         self.log.info(
-            "TLS handshake timed out for {address}",
+            "[{session_id}] TLS handshake timed out for {address}",
+            session_id=self.session.id if self.session else None,
             address=self.session.remote_address if self.session else "?",
         )
         self._abort()
@@ -695,7 +700,8 @@ class SMTPServerProtocol(Protocol):
                 # Never guess which recipient a result belongs to (the core
                 # would apply a one-entry list to all): 451 for every one.
                 self.log.error(
-                    "on_data returned {n} results for {m} LMTP recipients",
+                    "[{session_id}] on_data returned {n} results for {m} LMTP recipients",
+                    session_id=self.session.id,
                     n=len(results),
                     m=len(self.session.envelope.rcpt_to),
                 )
