@@ -1,0 +1,554 @@
+"""
+The manual: it builds with warnings as errors, its generated references are
+complete, and every example program in docs/examples works as printed.
+
+The examples are exercised against a real server on 127.0.0.1 with smtplib,
+the way a reader would try them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import importlib.util
+import os
+import re
+import smtplib
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import smtpsession
+from smtpsession import SMTPServerOptions
+from smtpsession.testing import call_in_reactor, serve
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+EXAMPLES = DOCS / "examples"
+
+#: Daemon flags that API.md promises (beside the options' own flags).
+CONTRACT_FLAGS = [
+    "port",
+    "handler",
+    "handler-option",
+    "maildir",
+    "auth-file",
+    "hostname",
+    "banner",
+    "lmtp",
+    "secure",
+    "tls-cert",
+    "tls-key",
+    "tls-sni-dir",
+    "auth-methods",
+    "auth-optional",
+    "allow-insecure-auth",
+    "size",
+    "max-clients",
+    "max-recipients",
+    "disable-command",
+    "hide",
+    "xclient",
+    "xforward",
+    "proxy-protocol",
+    "xclient-trusted",
+    "xforward-trusted",
+    "proxy-protocol-trusted",
+    "socket-timeout",
+    "close-timeout",
+    "no-reverse-lookup",
+]
+
+OPTIONS = SMTPServerOptions(name="docs.test", disable_reverse_lookup=True)
+
+
+# ---------------------------------------------------------------------------
+# The build
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the HTML manual from scratch, warnings as errors."""
+    out = tmp_path_factory.mktemp("docs-html")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in [str(ROOT), env.get("PYTHONPATH", "")] if p
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-E",
+            "-q",
+            "-b",
+            "html",
+            str(DOCS),
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, (
+        f"sphinx-build -W failed:\n{result.stdout}\n{result.stderr}"
+    )
+    return out
+
+
+def page(built: Path, name: str) -> str:
+    return (built / f"{name}.html").read_text(encoding="utf-8")
+
+
+def ids(text: str) -> set[str]:
+    return {html.unescape(m) for m in re.findall(r'\bid="([^"]+)"', text)}
+
+
+def daemon_flags() -> list[str]:
+    """The long flags of smtpsession.tap.Options, if the daemon exists yet."""
+    try:
+        tap = importlib.import_module("smtpsession.tap")
+    except ModuleNotFoundError as e:
+        if e.name != "smtpsession.tap":
+            raise
+        return []
+    opts = tap.Options()
+    flags = []
+    for entry in opts.longOpt:
+        name = opts.synonyms.get(entry.rstrip("="), entry.rstrip("="))
+        if name not in ("help", "version") and name not in flags:
+            flags.append(name)
+    return flags
+
+
+def test_docs_build_with_warnings_as_errors(built: Path) -> None:
+    """sphinx-build -W passes, and every page of the toctree was written."""
+    for name in [
+        "index",
+        "tutorial",
+        "cookbook",
+        "design",
+        "benchmarks",
+        "changelog",
+        "deployment",
+        "conformance",
+        "howto/tls-and-auth",
+        "howto/daemon",
+        "howto/handlers",
+        "howto/testing",
+        "reference/api",
+        "reference/hooks",
+        "reference/session",
+        "reference/options",
+        "reference/replies",
+    ]:
+        assert (built / f"{name}.html").is_file(), name
+
+
+def test_options_reference_has_every_option(built: Path) -> None:
+    """Every SMTPServerOptions field has an entry with its help text."""
+    text = page(built, "reference/options")
+    found = ids(text)
+    plain = html.unescape(re.sub(r"<[^>]+>", "", text))
+    plain = " ".join(plain.split())
+    for field in dataclasses.fields(SMTPServerOptions):
+        assert f"smtpsession.SMTPServerOptions.{field.name}" in found, field.name
+        help_text = " ".join(field.metadata["help"].split())
+        assert help_text in plain, field.name
+
+
+def test_options_reference_has_every_flag(built: Path) -> None:
+    """
+    Every twistd flag is documented: those of the options' metadata, those
+    API.md promises, and every flag the daemon's parser really has.
+    """
+    found = ids(page(built, "reference/options"))
+    metadata_flags = [
+        f.metadata["flag"]
+        for f in dataclasses.fields(SMTPServerOptions)
+        if f.metadata.get("flag")
+    ]
+    for flag in [*metadata_flags, *CONTRACT_FLAGS, *daemon_flags()]:
+        assert f"cmdoption-twistd-smtpsession-{flag}" in found, flag
+
+
+def test_api_reference_has_every_public_name(built: Path) -> None:
+    """Each name of smtpsession.__all__ is documented in the API reference."""
+    found = ids(page(built, "reference/api"))
+    for name in smtpsession.__all__:
+        assert f"smtpsession.{name}" in found, name
+    assert "smtpsession.interfaces.IMessageStream" in found
+    assert "module-smtpsession.testing" in found
+
+
+def test_hooks_and_session_pages_are_complete(built: Path) -> None:
+    """Every hook has a section; every Session/Envelope/Address field an entry."""
+    from smtpsession import ISMTPHandler
+    from smtpsession.session import Address, Envelope, Session
+
+    hooks = ids(page(built, "reference/hooks"))
+    for name in ISMTPHandler.names():
+        assert name.replace("_", "-") in hooks, name
+    fields = ids(page(built, "reference/session"))
+    for field in dataclasses.fields(Session):
+        assert f"smtpsession.Session.{field.name}" in fields, field.name
+    for cls in (Envelope, Address):
+        for slot in cls.__slots__:
+            assert f"smtpsession.{cls.__name__}.{slot}" in fields, slot
+
+
+def test_replies_page_lists_the_catalogue(built: Path) -> None:
+    """Every fixed reply of the catalogue is on the replies page."""
+    from smtpsession._core import replies
+
+    text = html.unescape(re.sub(r"<[^>]+>", "", page(built, "reference/replies")))
+    for name, value in vars(replies).items():
+        if name.isupper() and isinstance(value, tuple) and len(value) == 2:
+            assert name in text, name
+            assert value[1].decode().rstrip("\r\n") in text, name
+
+
+# ---------------------------------------------------------------------------
+# The examples
+# ---------------------------------------------------------------------------
+
+
+def load_example(name: str) -> ModuleType:
+    """Import docs/examples/NAME.py as a module, the way a reader would."""
+    path = EXAMPLES / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"docs_example_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in EXAMPLES.glob("*.py")) or ["(none)"]
+)
+def test_every_example_imports_cleanly(name: str) -> None:
+    """Importing an example has no side effect beyond defining things."""
+    module = load_example(name)
+    assert module.__doc__, f"{name}.py should say what it shows"
+
+
+def message(subject: str, body: bytes = b"Hello.\r\n") -> bytes:
+    return (
+        b"From: alice@example.org\r\nTo: bob@example.com\r\nSubject: "
+        + subject.encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+def test_quickstart(capsys: pytest.CaptureFixture[str]) -> None:
+    """The index's quick start accepts example.com mail and prints a line."""
+    quickstart = load_example("quickstart")
+    with serve(quickstart.Inbox(), OPTIONS) as server, smtplib.SMTP(*server.address) as c:
+        c.ehlo("client.test")
+        refused = c.sendmail(
+            "alice@example.org",
+            ["bob@example.com", "eve@example.net"],
+            message("hi"),
+        )
+        assert refused == {"eve@example.net": (550, b"5.1.1 No such user here")}
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            c.sendmail("alice@example.org", ["eve@example.net"], message("hi"))
+    out = capsys.readouterr().out
+    assert f"{len(message('hi'))} bytes from <alice@example.org>" in out
+
+
+def test_first_handler(capsys: pytest.CaptureFixture[str]) -> None:
+    """The tutorial's first handler: known mailboxes only, a summary line each."""
+    first = load_example("first_handler")
+    handler = first.Mailboxes("alice@example.com, Bob@Example.com")
+    with serve(handler, OPTIONS) as server, smtplib.SMTP(*server.address) as c:
+        c.ehlo("client.test")
+        c.mail("carol@example.org")
+        assert c.rcpt("bob@example.com")[0] == 250
+        assert c.rcpt("mallory@example.com") == (550, b"5.1.1 No such user here")
+        code, text = c.data(message("Lunch?"))
+    assert code == 250 and text.startswith(b"2.6.0 OK: received as ")
+    out = capsys.readouterr().out
+    assert "carol@example.org -> bob@example.com: 'Lunch?'" in out
+
+
+def test_tutorial_maildir(tmp_path: Path) -> None:
+    """The tutorial's Maildir step stores accepted mail, refuses the rest."""
+    tutorial = load_example("tutorial_maildir")
+    handler = tutorial.LocalMaildir("alice@example.com", path=str(tmp_path / "Maildir"))
+    body = message("stored")
+    with serve(handler, OPTIONS) as server, smtplib.SMTP(*server.address) as c:
+        refused = c.sendmail(
+            "carol@example.org", ["alice@example.com", "bob@example.com"], body
+        )
+    assert refused == {"bob@example.com": (550, b"5.1.1 No such user here")}
+    [stored] = list((tmp_path / "Maildir" / "new").iterdir())
+    assert stored.read_bytes().endswith(body)
+
+
+def test_reject_recipients() -> None:
+    """Relaying is refused, unknown users are refused, postmaster always works."""
+    recipe = load_example("reject_recipients")
+    handler = recipe.KnownRecipients(["example.com"], ["alice@example.com"])
+    with serve(handler, OPTIONS) as server, smtplib.SMTP(*server.address) as c:
+        c.ehlo("client.test")
+        c.mail("someone@example.org")
+        assert c.rcpt("ALICE@example.com")[0] == 250
+        assert c.rcpt("postmaster")[0] == 250
+        assert c.rcpt("nobody@example.com") == (550, b"5.1.1 No such user here")
+        assert c.rcpt("victim@elsewhere.org") == (554, b"5.7.1 Relay access denied")
+
+
+CHECKER = (
+    "import sys\n"
+    "data = sys.stdin.buffer.read()\n"
+    "sys.exit(1 if b'BUY NOW' in data else 3 if b'CRASH' in data else 0)\n"
+)
+
+
+@pytest.fixture
+def reap_children() -> Iterator[None]:
+    """
+    serve() runs the reactor in a thread, without signal handlers, so no
+    SIGCHLD tells Twisted that a child exited (twistd does install them).
+    Reap by polling instead, as the SIGCHLD handler would.
+    """
+    from twisted.internet.process import reapAllProcesses
+    from twisted.internet.task import LoopingCall
+
+    loop = LoopingCall(reapAllProcesses)
+    call_in_reactor(lambda: loop.start(0.02, now=False) and None)
+    try:
+        yield
+    finally:
+        call_in_reactor(loop.stop)
+
+
+@pytest.mark.usefixtures("reap_children")
+def test_spam_check() -> None:
+    """
+    The checker's verdict decides: ham is delivered whole (streamed through
+    the child's stdin and spooled), spam gets 550, a failing checker 451.
+
+    The body stays under the pipe's buffer size, so the checker never pushes
+    back on the stream: MessageStream.write_to loses track of the client's
+    pause when a consumer is paused as the body ends (the session then hangs)
+    and can reorder chunks on resume; bodies that make the consumer push back
+    belong here once that is fixed.
+    """
+    recipe = load_example("spam_check")
+    delivered: list[bytes] = []
+
+    handler = recipe.SpamCheck(command=[sys.executable, "-c", CHECKER])
+    default_deliver = handler.deliver
+
+    async def deliver(message_file: Any, session: Any) -> Any:
+        delivered.append(message_file.read())
+        return await default_deliver(message_file, session)
+
+    handler.deliver = deliver  # what a subclass overriding deliver() does
+    big = message("report", b"".join(b"line %07d of the report\r\n" % i for i in range(1500)))
+    with serve(handler, OPTIONS) as server, smtplib.SMTP(*server.address) as c:
+        c.ehlo("client.test")
+        assert c.sendmail("a@example.org", ["b@example.com"], big) == {}
+        with pytest.raises(smtplib.SMTPDataError) as spam:
+            c.sendmail("a@example.org", ["b@example.com"], message("BUY NOW"))
+        with pytest.raises(smtplib.SMTPDataError) as crash:
+            c.sendmail("a@example.org", ["b@example.com"], message("CRASH"))
+    assert delivered == [big]
+    assert (spam.value.smtp_code, spam.value.smtp_error) == (
+        550,
+        b"5.7.1 Message looks like spam",
+    )
+    assert crash.value.smtp_code == 451
+
+
+def test_store_sqlite(tmp_path: Path) -> None:
+    """
+    Messages land in SQLite whole, in pieces, marked complete; the reply
+    names the stored message.
+    """
+    recipe = load_example("store_sqlite")
+    path = tmp_path / "mail.sqlite3"
+    handler = call_in_reactor(recipe.SQLiteStore, str(path))
+    big = message("big", os.urandom(1_500_000).hex().encode() + b"\r\n")
+    small = message("small")
+    try:
+        with serve(handler, OPTIONS) as server, smtplib.SMTP(*server.address) as c:
+            c.ehlo("client.test")
+            c.sendmail("a@example.org", ["b@example.com", "c@example.com"], big)
+            c.mail("a@example.org")
+            c.rcpt("d@example.com")
+            code, text = c.data(small)
+            assert code == 250 and re.match(rb"2\.6\.0 OK: stored as message \d+$", text)
+    finally:
+        call_in_reactor(handler.pool.close)
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute(
+            "SELECT id, mail_from, rcpt_to, size, complete FROM messages ORDER BY id"
+        ).fetchall()
+        assert [r[1:] for r in rows] == [
+            ("a@example.org", "b@example.com,c@example.com", len(big), 1),
+            ("a@example.org", "d@example.com", len(small), 1),
+        ]
+        pieces = db.execute(
+            "SELECT data FROM pieces WHERE message = ? ORDER BY seq", (rows[0][0],)
+        ).fetchall()
+    finally:
+        db.close()
+    assert len(pieces) >= 3
+    assert b"".join(p[0] for p in pieces) == big
+
+
+def test_relay_dovecot() -> None:
+    """
+    The relay recipe refuses other domains itself, passes the upstream's
+    per-recipient answers through, and delivers what the upstream took
+    (an smtpsession LMTP server stands in for Dovecot).
+    """
+    from smtpsession import Handler, SMTPError
+    from smtpsession.testing import RecordingHandler
+
+    recipe = load_example("relay_dovecot")
+
+    class Dovecot(RecordingHandler):
+        def on_rcpt_to(self, address: Any, session: Any) -> None:
+            if address.address.startswith("nobody@"):
+                raise SMTPError(550, "User doesn't exist: nobody@example.com", "5.1.1")
+
+    dovecot = Dovecot()
+    body = message("relayed")
+    with serve(dovecot, OPTIONS.replace(lmtp=True, name="dovecot.test")) as upstream:
+        front = recipe.DovecotFront(
+            "example.com", upstream=f"tcp:127.0.0.1:{upstream.port}", hostname="mx.test"
+        )
+        assert isinstance(front, Handler)
+        with serve(front, OPTIONS) as server, smtplib.SMTP(*server.address) as c:
+            refused = c.sendmail(
+                "carol@example.org",
+                ["alice@example.com", "nobody@example.com", "eve@example.net"],
+                body,
+            )
+    assert refused == {
+        "nobody@example.com": (550, b"5.1.1 User doesn't exist: nobody@example.com"),
+        "eve@example.net": (554, b"5.7.1 Relay access denied"),
+    }
+    [delivered] = dovecot.messages
+    assert delivered.rcpt_to == ["alice@example.com"]
+    assert delivered.data.endswith(body)
+
+
+def make_maildir(root: Path, user: str) -> Path:
+    for sub in ("tmp", "new", "cur"):
+        (root / user / sub).mkdir(parents=True)
+    return root / user
+
+
+def test_lmtp_deliver(tmp_path: Path) -> None:
+    """
+    One LMTP reply per recipient: delivered to alice, 552 for bob's full
+    mailbox; unknown users are refused at RCPT.
+    """
+    recipe = load_example("lmtp_deliver")
+    alice = make_maildir(tmp_path, "alice")
+    bob = make_maildir(tmp_path, "bob")
+    (bob / "cur" / "old-message").write_bytes(b"x" * 5000)
+    handler = recipe.MailboxDelivery(root=str(tmp_path), quota="4000")
+    options = OPTIONS.replace(lmtp=True)
+    body = message("for you")
+    with serve(handler, options) as server:
+        client = smtplib.LMTP(server.host, server.port)
+        try:
+            client.ehlo("mta.test")
+            client.mail("sender@example.org")
+            assert client.rcpt("alice@example.com")[0] == 250
+            assert client.rcpt("nobody@example.com") == (550, b"5.1.1 No such user here")
+            assert client.rcpt("bob@example.com")[0] == 250
+            # smtplib.LMTP reads one DATA reply; the second is read here.
+            replies = [client.data(body), client.getreply()]
+        finally:
+            client.quit()
+    assert replies == [(250, b"2.6.0 OK: message accepted"), (552, b"5.2.2 Mailbox full")]
+    [delivered] = list((alice / "new").iterdir())
+    assert delivered.read_bytes() == body
+    assert list((alice / "tmp").iterdir()) == []
+    assert list((bob / "new").iterdir()) == []
+
+
+def test_size_policy() -> None:
+    """
+    Anonymous senders are held to the smaller limit, declared (at MAIL) or
+    not (during DATA); the server-wide limit still applies to everyone.
+    """
+    recipe = load_example("size_policy")
+    options = OPTIONS.replace(size=100_000)
+
+    big = message("big", b"x" * 5000 + b"\r\n")
+    with serve(recipe.SizePolicy(anonymous_limit="1000"), options) as server:
+        with smtplib.SMTP(*server.address) as c:
+            assert c.sendmail("a@example.org", ["b@example.com"], message("ok")) == {}
+            # smtplib declares SIZE= because the server advertises SIZE.
+            with pytest.raises(smtplib.SMTPSenderRefused) as declared:
+                c.sendmail("a@example.org", ["b@example.com"], big)
+            assert declared.value.smtp_code == 552
+            c.rset()
+            c.mail("a@example.org")  # no SIZE declared
+            c.rcpt("b@example.com")
+            assert c.data(big)[0] == 552
+            assert c.noop()[0] == 250  # the session goes on
+    huge = message("huge", b"y" * 150_000 + b"\r\n")
+    everyone = recipe.SizePolicy()
+    everyone.limit = lambda session: None  # no per-session limit: only size
+    with serve(everyone, options) as server, smtplib.SMTP(*server.address) as c:
+        c.ehlo("client.test")
+        c.mail("a@example.org")
+        c.rcpt("b@example.com")
+        assert c.data(big)[0] == 250
+        c.mail("a@example.org")
+        c.rcpt("b@example.com")
+        assert c.data(huge) == (552, b"5.3.4 Message too large")
+
+
+def test_greylist() -> None:
+    """First attempt 450; after the delay the same triplet passes; others wait."""
+    from twisted.internet.task import Clock
+
+    recipe = load_example("greylist")
+    clock = Clock()
+    handler = recipe.Greylist(delay=300, expire=3600, clock=clock)
+    with serve(handler, OPTIONS) as server, smtplib.SMTP(*server.address) as c:
+        c.ehlo("client.test")
+        c.mail("a@example.org")
+        code, text = c.rcpt("b@example.com")
+        assert (code, text) == (450, b"4.7.1 Greylisted, please try again in 300 seconds")
+        c.rset()
+        clock.advance(301)
+        c.mail("a@example.org")
+        assert c.rcpt("b@example.com")[0] == 250
+        assert c.rcpt("c@example.com")[0] == 450
+        c.rset()
+        clock.advance(4000)  # past the expiry: greylisted again
+        c.mail("a@example.org")
+        assert c.rcpt("b@example.com")[0] == 450
+
+
+@pytest.fixture(autouse=True)
+def _forget_examples() -> Iterator[None]:
+    """Each test imports the examples afresh."""
+    yield
+    for name in [n for n in sys.modules if n.startswith("docs_example_")]:
+        del sys.modules[name]
