@@ -782,6 +782,13 @@ class OptionalModuleDirective(_GeneratedDirective):
     required_arguments = 1
 
     def generate(self) -> Iterator[str]:
+        yield from self._generate()
+        # automodule changed the current module: give the page its own back.
+        previous = self.env.ref_context.get("py:module")
+        yield f".. py:currentmodule:: {previous or 'None'}"
+        yield ""
+
+    def _generate(self) -> Iterator[str]:
         import pkgutil
 
         name = self.arguments[0]
