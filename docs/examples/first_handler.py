@@ -8,16 +8,15 @@ Run it with the daemon from the directory that holds this file:
         --handler-option mailboxes=alice@example.com,bob@example.com
 """
 
+from email.parser import BytesHeaderParser
+
 from smtpsession import Handler, SMTPError
 
 
 class Mailboxes(Handler):
-    """
-    Accept mail for the addresses in C{mailboxes}, a comma-separated list
-    (the daemon passes C{--handler-option} values as strings).
-    """
-
-    def __init__(self, mailboxes: str = "postmaster@example.com") -> None:
+    # The daemon passes --handler-option values as strings, hence a
+    # comma-separated list rather than a Python list.
+    def __init__(self, mailboxes="postmaster@example.com"):
         self.mailboxes = {m.strip().lower() for m in mailboxes.split(",") if m.strip()}
 
     def on_rcpt_to(self, address, session):
@@ -28,21 +27,11 @@ class Mailboxes(Handler):
 
     async def on_data(self, stream, session):
         body = await stream.read()
+        headers = BytesHeaderParser().parsebytes(body)
         envelope = session.envelope
         recipients = ", ".join(r.address for r in envelope.rcpt_to)
-        subject = _header(body, b"Subject")
         print(
             f"[{session.id}] {envelope.mail_from.address} -> {recipients}: "
-            f"{subject!r}, {len(body)} bytes"
+            f"{headers['Subject']!r}, {len(body)} bytes"
         )
         return f"OK: received as {session.id}"
-
-
-def _header(message: bytes, name: bytes) -> str:
-    """The first value of a header, good enough for a log line."""
-    head = message.split(b"\r\n\r\n", 1)[0]
-    prefix = name.lower() + b":"
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(prefix):
-            return line[len(prefix) :].strip().decode("utf-8", "replace")
-    return ""

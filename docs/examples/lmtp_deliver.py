@@ -25,9 +25,9 @@ from smtpsession import Handler, SMTPError
 
 class MailboxDelivery(Handler):
     """
-    Deliver to C{root/<user>/} (a Maildir: C{tmp/}, C{new/}, C{cur/}), where
-    C{<user>} is the local part of the recipient.  A user exists when their
-    directory does.
+    Deliver to root/<user>/ (a Maildir: tmp/, new/, cur/), where <user> is
+    the local part of the recipient.  A user exists when their directory
+    does.
     """
 
     def __init__(self, root="mail", quota=100 * 1024 * 1024):
@@ -60,7 +60,7 @@ class MailboxDelivery(Handler):
             return results
 
     def _deliver(self, mailbox, spool):
-        """One recipient's delivery: C{None} on success, else an SMTPError."""
+        """One recipient's delivery: None on success, else an SMTPError."""
         if mailbox is None:  # the directory went away since RCPT
             return SMTPError(550, "No such user here", "5.1.1")
         size = spool.seek(0, os.SEEK_END)

@@ -4,6 +4,9 @@ Quick start: accept mail for example.com and print a line per message.
     python quickstart.py          # then send mail to 127.0.0.1 port 2525
 """
 
+from twisted.internet import reactor
+from twisted.internet.endpoints import serverFromString
+
 from smtpsession import Handler, SMTPError, SMTPServerFactory, SMTPServerOptions
 
 
@@ -16,19 +19,11 @@ class Inbox(Handler):
         size = 0
         async for chunk in stream:  # the body, as it arrives
             size += len(chunk)
-        sender = session.envelope.mail_from.address
-        print(f"{session.id}: {size} bytes from <{sender}>")
+        print(f"{session.id}: {size} bytes from <{session.envelope.mail_from.address}>")
         return f"OK: queued as {session.id}"
 
 
-def main() -> None:
-    from twisted.internet import reactor
-    from twisted.internet.endpoints import serverFromString
-
+if __name__ == "__main__":
     factory = SMTPServerFactory(Inbox(), SMTPServerOptions(size=10_000_000))
     serverFromString(reactor, "tcp:2525:interface=127.0.0.1").listen(factory)
     reactor.run()
-
-
-if __name__ == "__main__":
-    main()

@@ -89,7 +89,7 @@ class SpamCheck(Handler):
 
     async def deliver(self, message, session):
         """
-        Store a message that passed the check.  C{message} is a binary file
+        Store a message that passed the check.  message is a binary file
         holding the whole message.  Override this; the default keeps nothing.
         """
         return f"OK: checked, queued as {session.id}"

@@ -12,7 +12,7 @@ from smtpsession.handlers import MaildirHandler
 
 
 class LocalMaildir(MaildirHandler):
-    """Store mail for C{mailboxes} in the Maildir at C{path}; refuse the rest."""
+    """Store mail for the listed mailboxes in the Maildir at path; refuse the rest."""
 
     def __init__(self, mailboxes="postmaster@example.com", path="./Maildir", **options):
         super().__init__(path, **options)
