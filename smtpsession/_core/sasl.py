@@ -23,7 +23,7 @@ from typing import Any
 
 from smtpsession._core import replies as R
 
-__all__ = ["AuthRequest", "SaslExchange", "Challenge", "MECHANISMS"]
+__all__ = ["MECHANISMS", "AuthRequest", "Challenge", "SaslExchange"]
 
 MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2")
 
@@ -51,14 +51,14 @@ class AuthRequest:
     """
 
     __slots__ = (
-        "method",
-        "username",
-        "password",
+        "_challenge",
+        "_digest",
         "access_token",
         "authzid",
         "error_data",
-        "_challenge",
-        "_digest",
+        "method",
+        "password",
+        "username",
     )
 
     def __init__(
@@ -94,9 +94,7 @@ class AuthRequest:
         if self.method == "CRAM-MD5":
             if self._challenge is None or self._digest is None:
                 return False
-            expected = hmac.new(
-                secret, self._challenge.encode("utf-8"), "md5"
-            ).hexdigest()
+            expected = hmac.new(secret, self._challenge.encode("utf-8"), "md5").hexdigest()
             return hmac.compare_digest(expected, self._digest.lower())
         if self.password is None:
             return False
@@ -163,9 +161,7 @@ class SaslExchange:
         if m == "CRAM-MD5":
             if initial is not None:
                 return R.pair(501, "Error: syntax: AUTH CRAM-MD5")
-            self._cram = (
-                f"<{secrets.token_hex(16)}.{int(time.time())}@{self._server_name}>"
-            )
+            self._cram = f"<{secrets.token_hex(16)}.{int(time.time())}@{self._server_name}>"
             return _challenge(self._cram.encode("utf-8"))
         if initial is None:
             if m == "LOGIN":
@@ -193,14 +189,12 @@ class SaslExchange:
         decoded = [_text(f) for f in fields]
         if any(d is None for d in decoded):
             return R.AUTH_INVALID_USERDATA
-        authzid, authcid, password = decoded  # type: ignore[misc]
+        authzid, authcid, password = decoded
         assert authzid is not None and authcid is not None and password is not None
         username = authcid or authzid
         if not username or _CONTROLS.search(authcid) or _CONTROLS.search(authzid):
             return R.AUTH_INVALID_USERDATA
-        return AuthRequest(
-            "PLAIN", username, password=password, authzid=authzid or None
-        )
+        return AuthRequest("PLAIN", username, password=password, authzid=authzid or None)
 
     def _login(self, line: bytes) -> Outcome:
         raw = _b64(line)
@@ -232,9 +226,7 @@ class SaslExchange:
             or re.fullmatch("[0-9a-fA-F]{32}", digest) is None
         ):
             return R.AUTH_INVALID_USERDATA
-        return AuthRequest(
-            "CRAM-MD5", username, challenge=self._cram, digest=digest
-        )
+        return AuthRequest("CRAM-MD5", username, challenge=self._cram, digest=digest)
 
     def _xoauth2(self, line: bytes) -> Outcome:
         raw = _b64(line)
