@@ -503,6 +503,8 @@ def test_session_ids_are_unique() -> None:
     server = FakeServer()
     ids = {server.connect().session.id for _ in range(50)}
     assert len(ids) == 50
+    # Fixed width: no id is shortened by leading zeros.
+    assert {len(i) for i in ids} == {32}
 
 
 def test_ipv4_mapped_ipv6_is_normalised() -> None:
@@ -522,3 +524,17 @@ def test_secured_option_marks_sessions_secure() -> None:
     assert c.session.transmission_type == "ESMTPS"
     assert codes(c.lines("MAIL FROM:<a@example.com> REQUIRETLS")) == [250]
     assert c.session.envelope.require_tls is True
+
+
+def test_on_secure_not_called_for_cleartext() -> None:
+    """on_secure runs only after a TLS handshake, never on a plain connection."""
+    calls: list[Any] = []
+
+    class H(Handler):
+        def on_secure(self, session: Any) -> Any:
+            calls.append(session)
+
+    c = FakeServer(H()).connect()
+    c.lines("EHLO c", "MAIL FROM:<a@example.com>", "QUIT")
+    c.advance(0)
+    assert calls == []

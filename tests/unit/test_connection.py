@@ -83,6 +83,9 @@ SCENARIOS: list[tuple[str, dict[str, Any], list[str], list[int]]] = [
     ("disabled EXPN stays 500", {"disabled_commands": ["EXPN"]}, ["EXPN x"], [500]),
     ("LHLO in SMTP mode", {}, ["LHLO c"], [500]),
     ("no easter eggs", {}, ["WIZ x", "SHELL", "KILL"], [500, 500, 500]),
+    ("NUL in a command", {}, ["NO\x00OP"], [500]),
+    ("STARTTLS with parameters", {"tls_available": True}, ["EHLO c", "STARTTLS now"], [250, 501]),
+    ("STARTTLS without a certificate", {}, ["EHLO c", "STARTTLS"], [250, 500]),
     ("QUIT", {}, ["QUIT"], [221]),
     ("QUIT stops processing", {}, ["QUIT", "NOOP"], [221]),
     # Addresses
