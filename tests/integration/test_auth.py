@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import smtplib
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -311,6 +311,12 @@ def test_on_auth_wins_over_checker(pki: tuple[CA, Identity]) -> None:
 # ---------------------------------------------------------------------------
 
 
+def bump_mtime(path: Path) -> None:
+    """Make a rewrite visible even within one file-system timestamp tick."""
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+
+
 def write_users(path: Path, users: dict[str, str], scheme: str = "scrypt") -> None:
     cost = 4 if scheme == "scrypt" else 1000  # cheap for tests
     lines = ["# smtpsession users", ""]
@@ -364,14 +370,15 @@ def test_password_file_reloaded(pki: tuple[CA, Identity], tmp_path: Path) -> Non
     with serve(RecordingHandler(), opts) as server:
         with starttls_client(server, pki) as client:
             assert client.login("alice", "one")[0] == 235
-        time.sleep(0.01)  # a new modification time, whatever the file system's granularity
         write_users(path, {"alice": "two", "dave": "three"})
+        bump_mtime(path)
         with starttls_client(server, pki) as client:
             with pytest.raises(smtplib.SMTPAuthenticationError):
                 client.login("alice", "one")
         with starttls_client(server, pki) as client:
             assert client.login("dave", "three")[0] == 235
         path.write_text("dave:not-a-hash\n")
+        bump_mtime(path)
         with starttls_client(server, pki) as client:
             assert client.login("dave", "three")[0] == 235
 
