@@ -17,6 +17,8 @@ SUDO=""
 need=""
 command -v smtp-source >/dev/null 2>&1 || need="$need postfix"
 command -v swaks >/dev/null 2>&1 || need="$need swaks"
+# swaks --tls needs Net::SSLeay, only a "Recommends" of the swaks package.
+perl -MNet::SSLeay -e 1 >/dev/null 2>&1 || need="$need libnet-ssleay-perl"
 command -v haproxy >/dev/null 2>&1 || need="$need haproxy"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v node >/dev/null 2>&1 || need="$need nodejs"

@@ -67,6 +67,11 @@ class SMTPServerFactory(ServerFactory):
         self._drained: list[Deferred[None]] = []
         self._force_call: Any = None
         self._tls_context = tls.build_context(options)
+        if options.secure and not options.secured and self._tls_context is None:
+            self.log.warn(
+                "secure=True but no certificate is configured: connections on "
+                "plain TCP ports will be dropped (ssl: and tls: endpoints are fine)"
+            )
         self.authenticator = self._make_authenticator()
         self.auth_enabled = self.authenticator is not None and "AUTH" not in (
             options.disabled_commands
@@ -108,22 +113,46 @@ class SMTPServerFactory(ServerFactory):
 
     def start_tls(self, transport: Any) -> None:
         if self._tls_context is None:
-            raise RuntimeError("TLS requested but no certificate is configured")
+            raise RuntimeError(
+                "TLS requested (secure=True) but no certificate is configured "
+                "(tls_cert, tls_sni_dir, sni_options or tls_context)"
+            )
         transport.startTLS(self._tls_context)
 
     def describe_tls(self, transport: Any, session: Session) -> None:
-        tls.describe(transport, session)
+        creator = self._tls_context
+        if isinstance(creator, tls.ServerTLS):
+            creator.describe(transport, session)
+        else:
+            tls.describe(transport, session)
 
     def client_certificate_ok(self, transport: Any, session: Session) -> bool:
+        creator = self._tls_context
+        if isinstance(creator, tls.ServerTLS):
+            return creator.client_certificate_ok(transport)
         return True
 
     def _make_authenticator(self) -> Any:
+        """
+        What checks credentials: the handler's C{on_auth}, else a
+        C{twisted.cred} checker from the options (offering only the
+        mechanisms that checker can verify), else nothing (no AUTH).
+        """
         if self.hooks.on_auth is not None:
             return self.hooks.on_auth
         checker = self.options.credentials_checker
         if checker is not None:
-            from smtpsession.cred import checker_authenticator
+            from smtpsession.cred import checker_authenticator, mechanisms_for
 
+            usable = mechanisms_for(checker)
+            methods = tuple(m for m in self.options.auth_methods if m in usable)
+            if methods != tuple(self.options.auth_methods):
+                self.log.warn(
+                    "AUTH {dropped} not offered: the credentials checker cannot "
+                    "verify them",
+                    dropped=",".join(m for m in self.options.auth_methods if m not in usable),
+                )
+                self.options = self.options.replace(auth_methods=methods)
             return checker_authenticator(checker)
         return None
 

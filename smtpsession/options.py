@@ -112,21 +112,29 @@ class SMTPServerOptions:
         "(for endpoints that cannot do TLS themselves).",
     )
     tls_cert: str | None = _opt(
-        None, "tls-cert", "PEM file with the certificate (and chain)."
+        None,
+        "tls-cert",
+        "PEM file with the certificate and its chain (may also hold the key); "
+        "enables STARTTLS. Re-read when it changes.",
     )
-    tls_key: str | None = _opt(None, "tls-key", "PEM file with the private key.")
+    tls_key: str | None = _opt(
+        None, "tls-key", "PEM file with the private key (default: the tls-cert file)."
+    )
     tls_ca: str | None = _opt(
         None, "tls-ca", "PEM file of CAs that client certificates must chain to."
     )
     tls_sni_dir: str | None = _opt(
         None,
         "tls-sni-dir",
-        "Directory of NAME.pem files (key + certificate chain) served by SNI.",
+        "Directory of .pem files (private key + certificate chain each), "
+        "served by SNI for the DNS names in each certificate; rescanned "
+        "every few seconds.",
     )
     sni_options: Mapping[str, Any] | None = _opt(
         None,
         None,
-        "Map of server name to (cert, key) paths or a pyOpenSSL context.",
+        "Map of server name (wildcards: *.example.com) to a PEM path with key "
+        "and chain, a (cert, key) pair of paths, or a pyOpenSSL context.",
     )
     tls_context: Any = _opt(
         None,
@@ -140,13 +148,19 @@ class SMTPServerOptions:
     reject_unauthorized: bool = _opt(
         False,
         "tls-require-cert",
-        "With request_cert: refuse clients whose certificate does not verify.",
+        "Refuse clients without a certificate that verifies against tls-ca "
+        "(implies tls-request-cert).",
     )
     tls_handshake_timeout: float = _opt(
         10.0, "tls-handshake-timeout", "Seconds a TLS handshake may take."
     )
     tls_min_version: str = _opt(
         "TLSv1.2", "tls-min-version", "Lowest TLS version accepted."
+    )
+    tls_ciphers: str | None = _opt(
+        None,
+        "tls-ciphers",
+        "OpenSSL cipher string for TLS 1.2 and older (default: OpenSSL's).",
     )
     hide_starttls: bool = _opt(
         False, None, "Do not advertise STARTTLS (it still works)."

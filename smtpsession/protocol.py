@@ -268,6 +268,14 @@ class SMTPServerProtocol(Protocol):
             setattr(self, name, None)
         if self._refused:
             return
+        if self._tls_pending is not None and self.session is not None:
+            # One line per failed handshake (what OpenSSL said, never data).
+            self.log.info(
+                "[{session_id}] TLS handshake with {address} failed: {reason}",
+                session_id=self.session.id,
+                address=self.session.remote_address,
+                reason=reason.getErrorMessage(),
+            )
         self.factory._forget(self)
         conn = self._conn
         if conn is not None:
@@ -522,6 +530,10 @@ class SMTPServerProtocol(Protocol):
             data = conn.data_to_send()
             if data:
                 self.transport.write(data)  # type: ignore[union-attr]
+        # A TLS transport waits for its producer to go away before it sends
+        # close_notify and closes; without this a TLS session would only end
+        # when the half-close timer below aborts it.
+        self.transport.unregisterProducer()  # type: ignore[union-attr]
         self.transport.loseConnection()  # type: ignore[union-attr]
         self._close_call = self._clock.callLater(
             min(self._timeout, HALF_CLOSE_TIMEOUT), self._abort

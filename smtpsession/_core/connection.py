@@ -963,6 +963,10 @@ class ServerConnection:
             if not is_xtext(raw["AUTH"]):
                 self._error(R.BAD_AUTH_PARAM)
                 return None
+            if s.user is None:
+                # "...if the client is not authenticated, then the server
+                # MUST behave as if the AUTH=<> parameter was supplied."
+                args["AUTH"] = "<>"
         addr = Address(address, args)
         self._pending_mail = (addr, body_type, smtp_utf8, require_tls, dsn)
         self._pause_for(W_MAIL)
