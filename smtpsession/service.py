@@ -214,7 +214,9 @@ class SMTPService(Service):
 
         if failure.check(CancelledError):
             return
-        message = f"cannot listen on {description}: {_reason(failure)}"
+        # The reason first: twistd shows only the first 100 bytes or so of a
+        # daemon's start-up error, and endpoint strings can be long.
+        message = f"cannot listen ({_reason(failure)}) on {description}"
         self.log.critical("smtpsession {message}", message=message)
         self._failure = Failure(ListenError(message))
         waiters, self._waiters = self._waiters, []

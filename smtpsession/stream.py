@@ -268,6 +268,13 @@ class MessageStream:
         consumer = self._consumer
         done = self._done_d
         self._done_d = None
+        self._consumer_paused = False
+        if self._paused:
+            # The consumer may have paused us with its last write; it will
+            # never resume a producer it unregisters, so the client must
+            # be resumed here or its connection stops reading for good.
+            self._paused = False
+            self._resume_cb()
         if consumer is not None:
             consumer.unregisterProducer()
         if done is not None:

@@ -364,7 +364,7 @@ def test_port_in_use(tmp_path: Path) -> None:
         taken.listen(1)
         port = taken.getsockname()[1]
         result = run_daemon(tmp_path, "--port", f"tcp:{port}:interface=127.0.0.1")
-    assert_one_line_error(result, f"cannot listen on tcp:{port}", "Address already in use")
+    assert_one_line_error(result, f"cannot listen (Address already in use) on tcp:{port}")
 
 
 @pytest.mark.parametrize(
@@ -389,3 +389,25 @@ def test_unreadable_certificate(tmp_path: Path) -> None:
     assert_one_line_error(
         run_daemon(tmp_path, "--tls-cert", str(cert), "--tls-key", str(cert)), "--tls-cert"
     )
+
+
+def test_auth_file(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """--auth-file PATH: the daemon offers AUTH, checks the password file's
+    hashed passwords, and takes mail from a user who logged in."""
+    cred = pytest.importorskip("smtpsession.cred")  # helper A's module, landing in parallel
+    passwords = tmp_path / "passwords"
+    passwords.write_text(f"alice:{cred.hash_password('correct horse', 'pbkdf2-sha256', cost=1000)}\n")
+    d = start(
+        daemons, tmp_path, "--port", LOCAL, "--no-reverse-lookup", "--auth-file", str(passwords),
+        "--allow-insecure-auth", "--auth-methods", "PLAIN,LOGIN",
+    )  # fmt: skip
+    port = d.port()
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+        client.ehlo()
+        assert client.has_extn("auth")
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login("alice", "wrong")
+        client.login("alice", "correct horse")
+        client.sendmail("alice@example.org", ["bob@example.com"], b"Subject: authed\r\n\r\nx\r\n")
+    [stored] = files(tmp_path / "Maildir" / "new")
+    assert b" with ESMTPA id " in stored.read_bytes()
