@@ -340,14 +340,10 @@ def reap_children() -> Iterator[None]:
 @pytest.mark.usefixtures("reap_children")
 def test_spam_check() -> None:
     """
-    The checker's verdict decides: ham is delivered whole (streamed through
-    the child's stdin and spooled), spam gets 550, a failing checker 451.
-
-    The body stays under the pipe's buffer size, so the checker never pushes
-    back on the stream: MessageStream.write_to loses track of the client's
-    pause when a consumer is paused as the body ends (the session then hangs)
-    and can reorder chunks on resume; bodies that make the consumer push back
-    belong here once that is fixed.
+    The checker's verdict decides: ham is delivered whole, spam gets 550, a
+    failing checker 451.  The ham is large (3 MB, far more than a pipe
+    holds), so the checker's stdin pushes back on the stream, and the
+    session goes on afterwards on the same connection.
     """
     recipe = load_example("spam_check")
     delivered: list[bytes] = []
@@ -360,7 +356,7 @@ def test_spam_check() -> None:
         return await default_deliver(message_file, session)
 
     handler.deliver = deliver  # what a subclass overriding deliver() does
-    big = message("report", b"".join(b"line %07d of the report\r\n" % i for i in range(1500)))
+    big = message("report", b"".join(b"line %07d of the report\r\n" % i for i in range(120_000)))
     with serve(handler, OPTIONS) as server, smtplib.SMTP(*server.address) as c:
         c.ehlo("client.test")
         assert c.sendmail("a@example.org", ["b@example.com"], big) == {}
