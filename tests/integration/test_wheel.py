@@ -8,7 +8,8 @@ tree.
 
 The throwaway venv gets smtpsession from the wheel only; its dependencies
 (Twisted and the rest) come from the environment running the tests, through
-a ``.pth`` file, so nothing is downloaded but the build backend.
+a ``.pth`` file and a tree of links that leaves out any smtpsession installed
+there, so nothing is downloaded but the build backend.
 """
 
 from __future__ import annotations
@@ -28,6 +29,40 @@ SKIP = shutil.ignore_patterns(
     ".git", "build", "dist", "*.egg-info", ".venv*", "venv", "node_modules", "__pycache__",
     "_build", "Maildir", ".peers", "dropin.cache", ".mypy_cache", ".ruff_cache", "results",
 )  # fmt: skip
+
+
+def dependencies_view(dest: Path) -> Path:
+    """
+    The packages of the environment running the tests, minus any
+    smtpsession it may hold (run-tests.sh installs one): a tree of symbolic
+    links, so that the throwaway venv gets Twisted and the rest without a
+    download, and can only find smtpsession where the test installed it.
+    """
+    dest.mkdir()
+    for root in sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}):
+        for entry in sorted(Path(root).iterdir()):
+            name = entry.name
+            if name.startswith(("smtpsession", "__editable__")) or name.endswith(".pth"):
+                continue
+            if name == "twisted" and entry.is_dir():
+                _link_tree(entry, dest / name, skip={"smtpsession_plugin.py", "dropin.cache"})
+            elif not (dest / name).exists():
+                (dest / name).symlink_to(entry)
+    return dest
+
+
+def _link_tree(source: Path, dest: Path, skip: set[str]) -> None:
+    """Mirror twisted/ with links, leaving out our plugin in twisted/plugins."""
+    dest.mkdir(exist_ok=True)
+    for entry in source.iterdir():
+        if entry.name == "plugins" and entry.is_dir():
+            plugins = dest / "plugins"
+            plugins.mkdir(exist_ok=True)
+            for plugin in entry.iterdir():
+                if plugin.name not in skip and not (plugins / plugin.name).exists():
+                    (plugins / plugin.name).symlink_to(plugin)
+        elif not (dest / entry.name).exists():
+            (dest / entry.name).symlink_to(entry)
 
 
 def run(*args: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -67,10 +102,8 @@ def test_wheel_installs_the_twistd_plugin(tmp_path: Path) -> None:
         sys.executable, "-m", "pip", "--python", python, "install", "--no-deps",
         "--force-reinstall", "-q", wheel, env=env,
     )  # fmt: skip
-    # Only now the dependencies (and whatever else the outer environment
-    # holds, perhaps another smtpsession, which comes later on the path).
-    outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    (purelib / "outer-deps.pth").write_text("\n".join(sorted(outer)) + "\n")
+    deps = dependencies_view(tmp_path / "deps")
+    (purelib / "zz-deps.pth").write_text(f"{deps}\n")
 
     where = run(
         python, "-c", "import smtpsession, smtpsession.tap; print(smtpsession.__file__)",
@@ -107,8 +140,8 @@ def test_strict_editable_install_is_found_by_twistd(tmp_path: Path) -> None:
         sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q",
         "-e", source, "--config-settings", "editable_mode=strict", env=env,
     )  # fmt: skip
-    outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    (purelib / "outer-deps.pth").write_text("\n".join(sorted(outer)) + "\n")
+    deps = dependencies_view(tmp_path / "deps")
+    (purelib / "zz-deps.pth").write_text(f"{deps}\n")
     helped = run(
         python, "-c", "from twisted.scripts.twistd import run; run()", "smtpsession", "--help",
         env=env, cwd=tmp_path,
@@ -120,4 +153,4 @@ def test_strict_editable_install_is_found_by_twistd(tmp_path: Path) -> None:
         python, "-c", "import twisted.plugins.smtpsession_plugin as p; print(p.__file__)",
         env=env, cwd=tmp_path,
     ).stdout.strip()  # fmt: skip
-    assert not any(plugin.startswith(p) for p in outer), plugin
+    assert Path(plugin).resolve().is_relative_to(source), plugin
