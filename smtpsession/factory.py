@@ -66,6 +66,8 @@ class SMTPServerFactory(ServerFactory):
         self._closing: Deferred[None] | None = None
         self._drained: list[Deferred[None]] = []
         self._force_call: Any = None
+        self._sweep: Any = None
+        self._tick = min(1.0, options.socket_timeout / 4)
         self._tls_context = tls.build_context(options)
         if options.secure and not options.secured and self._tls_context is None:
             self.log.warn(
@@ -99,6 +101,25 @@ class SMTPServerFactory(ServerFactory):
             )
         self.connections.add(proto)
         return None
+
+    def _watch_idle(self) -> None:
+        """
+        Make sure the idle sweep runs.  One timer serves every connection:
+        each sweep asks every protocol whether its client has been silent
+        for C{socket_timeout}, so a timeout fires at most one tick late.
+        """
+        if self._sweep is None:
+            self._sweep = self.clock.callLater(self._tick, self._sweep_idle)
+
+    def _sweep_idle(self) -> None:
+        self._sweep = None
+        if not self.connections:
+            return
+        now = self.clock.seconds()
+        for proto in list(self.connections):
+            proto._idle_check(now)
+        if self.connections and self._sweep is None:
+            self._sweep = self.clock.callLater(self._tick, self._sweep_idle)
 
     def _forget(self, proto: SMTPServerProtocol) -> None:
         self.connections.discard(proto)

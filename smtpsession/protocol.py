@@ -141,6 +141,38 @@ def normalise_address(host: str) -> str:
 class SMTPServerProtocol(Protocol):
     """One SMTP/LMTP connection; built by L{SMTPServerFactory}."""
 
+    # Slots keep a connection small: past 30 attributes an instance dict
+    # stops sharing its keys and costs ~1.5 KB per idle client.
+    __slots__ = (
+        "_again",
+        "_clock",
+        "_close_call",
+        "_closing",
+        "_conn",
+        "_connect_called",
+        "_data_generation",
+        "_data_outcome",
+        "_data_started",
+        "_data_waiting",
+        "_direct",
+        "_greeted",
+        "_hooks",
+        "_last_activity",
+        "_lost",
+        "_paused",
+        "_processing",
+        "_proxy",
+        "_refused",
+        "_started",
+        "_stream",
+        "_timeout",
+        "_tls_call",
+        "_tls_pending",
+        "_tls_writer",
+        "_waiting",
+        "session",
+    )
+
     log = Logger()
 
     def __init__(self, factory: SMTPServerFactory) -> None:
@@ -159,7 +191,6 @@ class SMTPServerProtocol(Protocol):
         self._closing = False
         self._refused = False
         self._last_activity = 0.0
-        self._idle_call: Any = None
         self._close_call: Any = None
         self._tls_call: Any = None
         self._tls_pending: str | None = None  # "implicit" or "starttls"
@@ -217,7 +248,7 @@ class SMTPServerProtocol(Protocol):
             data_hook=self._hooks.on_data is not None,
         )
         self._started = self._last_activity = self._clock.seconds()
-        self._idle_call = self._clock.callLater(self._timeout, self._idle_check)
+        factory._watch_idle()
         if options.use_proxy and is_trusted(options.use_proxy, session.remote_address):
             # A load balancer speaks first: its PROXY header, then the client.
             self._proxy = ProxyHeaderParser()
@@ -299,7 +330,7 @@ class SMTPServerProtocol(Protocol):
         if self._lost:
             return
         self._lost = True
-        for name in ("_idle_call", "_close_call", "_tls_call"):
+        for name in ("_close_call", "_tls_call"):
             call = getattr(self, name)
             if call is not None and call.active():
                 call.cancel()
@@ -801,21 +832,21 @@ class SMTPServerProtocol(Protocol):
     # Timers and shutdown
     # ------------------------------------------------------------------
 
-    def _idle_check(self) -> None:
-        self._idle_call = None
+    def _idle_check(self, now: float) -> None:
+        """
+        Called by the factory's sweep (one timer for all connections, not a
+        DelayedCall each: a DelayedCall costs ~400 bytes per idle client).
+        """
         if self._lost or self._closing:
             return
-        now = self._clock.seconds()
         idle = now - self._last_activity
         # Not the client's fault: a hook is pending, or we stopped reading
         # because the body's reader lags.
-        ours = self._waiting or self._paused & (_HOOK | _STREAM)
-        if ours:
+        if self._waiting or self._paused & (_HOOK | _STREAM):
             # The client gets a whole timeout once we listen again.
             self._last_activity = now
-        if ours or idle < self._timeout:
-            delay = self._timeout if ours else self._timeout - idle
-            self._idle_call = self._clock.callLater(delay, self._idle_check)
+            return
+        if idle < self._timeout:
             return
         conn = self._conn
         if conn is None:

@@ -152,6 +152,59 @@ class ServerConnection:
         C{auth_optional}, required.
     """
 
+    __slots__ = (
+        "options",
+        "session",
+        "_lmtp",
+        "_name",
+        "_max_line",
+        "_lenient_endings",
+        "_lenient_addresses",
+        "_size_limit",
+        "_reject_oversized",
+        "_max_rcpt",
+        "_esc_enabled",
+        "_dsn",
+        "_chunking",
+        "_tls_available",
+        "_disabled",
+        "_auth_enabled",
+        "_auth_methods",
+        "_auth_required",
+        "_unauth_limit",
+        "_unrecognized_limit",
+        "_mail_hook",
+        "_rcpt_hook",
+        "_data_hook",
+        "_commands",
+        "_xclient_trusted",
+        "_xforward_trusted",
+        "_xclient_addr_used",
+        "_buf",
+        "_pos",
+        "_skip",
+        "_out",
+        "_phase",
+        "_wait",
+        "_esc",
+        "_unrecognized",
+        "_unauthenticated",
+        "_shutting_down",
+        "_sasl",
+        "_xoauth2_failure",
+        "_pending_auth",
+        "_pending_mail",
+        "_pending_rcpt",
+        "_rcpt_index",
+        "_framer",
+        "_bdat_framer",
+        "_bdat_last",
+        "_body_open",
+        "_body_length",
+        "_rejected",
+        "_queued",
+    )
+
     def __init__(
         self,
         options: SMTPServerOptions,
@@ -177,7 +230,7 @@ class ServerConnection:
         self._dsn = not options.hide_dsn
         self._chunking = not options.hide_chunking
         self._tls_available = tls_available
-        disabled = {c.encode("ascii") for c in options.disabled_commands}
+        disabled = _disabled_verbs(options.disabled_commands)
         self._disabled = disabled
         self._auth_enabled = auth_enabled and b"AUTH" not in disabled
         self._auth_methods = tuple(m for m in options.auth_methods if m in MECHANISMS)
@@ -190,38 +243,16 @@ class ServerConnection:
         self._mail_hook = mail_hook
         self._rcpt_hook = rcpt_hook
         self._data_hook = data_hook
-
-        self._commands: dict[bytes, Callable[[bytes, int], Any]] = {
-            b"HELO": self._helo,
-            b"EHLO": self._ehlo,
-            b"LHLO": self._lhlo,
-            b"MAIL": self._mail,
-            b"RCPT": self._rcpt,
-            b"DATA": self._data,
-            b"BDAT": self._bdat,
-            b"RSET": self._rset,
-            b"NOOP": self._noop,
-            b"QUIT": self._quit,
-            b"HELP": self._help,
-            b"VRFY": self._vrfy,
-            b"STARTTLS": self._starttls,
-            b"AUTH": self._auth,
-            b"XCLIENT": self._xclient,
-            b"XFORWARD": self._xforward,
-        }
+        # One table per distinct configuration, shared by every connection
+        # (a per-connection dict of bound methods costs ~2 KB per client).
+        self._commands = _command_table(
+            disabled, self._chunking, tls_available, self._auth_enabled
+        )
         # XCLIENT/XFORWARD stay known even when off: a client that tries
         # them is told 550 "not allowed", not 500 "unknown".
         self._xclient_trusted = False
         self._xforward_trusted = False
         self._xclient_addr_used = False
-        if not self._chunking:
-            del self._commands[b"BDAT"]
-        for verb in disabled:
-            self._commands.pop(verb, None)
-        if not self._tls_available:
-            self._commands.pop(b"STARTTLS", None)
-        if not self._auth_enabled:
-            self._commands.pop(b"AUTH", None)
 
         # Input.
         self._buf = b""
@@ -242,14 +273,15 @@ class ServerConnection:
         # Transaction.
         self._pending_mail: tuple[Address, str, bool, bool, EnvelopeDSN] | None = None
         self._pending_rcpt: Address | None = None
-        self._rcpt_index: dict[str, int] = {}
+        # Built lazily: an idle connection should not carry empty containers.
+        self._rcpt_index: dict[str, int] | None = None
         self._framer: DataFramer | None = None
-        self._bdat: BdatFramer | None = None
+        self._bdat_framer: BdatFramer | None = None
         self._bdat_last = False
         self._body_open = False  # on_data was started and has not ended
         self._body_length = 0
         self._rejected: BodyRejected | None = None
-        self._queued: list[Any] = []
+        self._queued: list[Any] | None = None
 
         self._update_transmission_type()
 
@@ -303,8 +335,9 @@ class ServerConnection:
         @return: an L{Event}, a C{bytes} body chunk, or C{NEED_DATA},
             C{PAUSED}, C{CLOSED}.
         """
-        if self._queued:
-            return self._queued.pop(0)
+        queued = self._queued
+        if queued:
+            return queued.pop(0)
         while True:
             phase = self._phase
             if phase == COMMAND:
@@ -456,9 +489,12 @@ class ServerConnection:
             return
         rcpts = self.session.envelope.rcpt_to
         key = address.address.lower()
-        i = self._rcpt_index.get(key)
+        index = self._rcpt_index
+        if index is None:
+            index = self._rcpt_index = {}
+        i = index.get(key)
         if i is None:
-            self._rcpt_index[key] = len(rcpts)
+            index[key] = len(rcpts)
             rcpts.append(address)
         else:
             rcpts[i] = address
@@ -668,7 +704,7 @@ class ServerConnection:
                 self._error(reply)
                 return None
         arg = b"" if sp < 0 else line[sp + 1 :]
-        return handler(arg, sp)
+        return handler(self, arg, sp)
 
     def _allowed_while_shutting_down(self, line: bytes) -> bool:
         verb = line.split(b" ", 1)[0].upper()
@@ -989,7 +1025,7 @@ class ServerConnection:
             if (
                 self._max_rcpt
                 and len(env.rcpt_to) >= self._max_rcpt
-                and address.lower() not in self._rcpt_index
+                and address.lower() not in (self._rcpt_index or ())
             ):
                 self._error(R.TOO_MANY_RECIPIENTS)
                 return None
@@ -1054,7 +1090,7 @@ class ServerConnection:
                 assert dsn is not None
                 dsn.orcpt = str(orcpt)
         if self._max_rcpt and len(s.envelope.rcpt_to) >= self._max_rcpt:
-            if address.lower() not in self._rcpt_index:
+            if address.lower() not in (self._rcpt_index or ()):
                 self._error(R.TOO_MANY_RECIPIENTS)
                 return None
         addr = Address(address, args, dsn)
@@ -1123,7 +1159,10 @@ class ServerConnection:
         if not events:
             return None
         if len(events) > 1:
-            self._queued.extend(events[1:])
+            if self._queued is None:
+                self._queued = events[1:]
+            else:
+                self._queued.extend(events[1:])
         return events[0]
 
     def _data_body(self) -> Any:
@@ -1193,19 +1232,19 @@ class ServerConnection:
         self._bdat_last = last
         first = not self._body_open
         if first:
-            self._bdat = BdatFramer(
+            self._bdat_framer = BdatFramer(
                 check_bare=not self._lenient_endings and env.body_type != "binarymime"
             )
             self._start_body()
-        assert self._bdat is not None
-        self._bdat.start(size)
+        assert self._bdat_framer is not None
+        self._bdat_framer.start(size)
         self._phase = BDAT
         if first:
             return DataStart(True)
         return None
 
     def _bdat_body(self) -> Any:
-        framer = self._bdat
+        framer = self._bdat_framer
         assert framer is not None
         events: list[Any] = []
         if framer.remaining:
@@ -1226,7 +1265,7 @@ class ServerConnection:
             framer.finish()
             if framer.bare and self._rejected is None:
                 events.append(self._reject_body(*_BARE_REJECTION))
-            self._bdat = None
+            self._bdat_framer = None
             events.append(self._finish_body())
         else:
             self._phase = COMMAND
@@ -1243,7 +1282,7 @@ class ServerConnection:
         if not self._body_open:
             return None
         self._body_open = False
-        self._bdat = None
+        self._bdat_framer = None
         self._framer = None
         return DataAborted(reason)
 
@@ -1466,13 +1505,13 @@ class ServerConnection:
 
     def _reset_transaction(self) -> None:
         self.session.envelope = Envelope()
-        self._rcpt_index = {}
+        self._rcpt_index = None
         self._pending_mail = None
         self._pending_rcpt = None
         self._body_open = False
         self._framer = None
-        self._bdat = None
-        self._queued = []
+        self._bdat_framer = None
+        self._queued = None
 
     def _end_transaction(self) -> None:
         s = self.session
@@ -1494,3 +1533,53 @@ _BARE_REJECTION = (
     "Error: message contains a bare <CR> or <LF>; lines must end with <CR><LF>",
     "5.6.0",
 )
+
+
+_DISABLED: dict[tuple[str, ...], frozenset[bytes]] = {}
+_TABLES: dict[tuple[frozenset[bytes], bool, bool, bool], dict[bytes, Any]] = {}
+
+
+def _disabled_verbs(commands: Any) -> frozenset[bytes]:
+    key = tuple(commands)
+    verbs = _DISABLED.get(key)
+    if verbs is None:
+        verbs = _DISABLED[key] = frozenset(c.encode("ascii") for c in key)
+    return verbs
+
+
+def _command_table(
+    disabled: frozenset[bytes], chunking: bool, tls: bool, auth: bool
+) -> dict[bytes, Any]:
+    """The verb → method table for one configuration (built once, shared)."""
+    key = (disabled, chunking, tls, auth)
+    table = _TABLES.get(key)
+    if table is None:
+        c = ServerConnection
+        table = {
+            b"HELO": c._helo,
+            b"EHLO": c._ehlo,
+            b"LHLO": c._lhlo,
+            b"MAIL": c._mail,
+            b"RCPT": c._rcpt,
+            b"DATA": c._data,
+            b"BDAT": c._bdat,
+            b"RSET": c._rset,
+            b"NOOP": c._noop,
+            b"QUIT": c._quit,
+            b"HELP": c._help,
+            b"VRFY": c._vrfy,
+            b"STARTTLS": c._starttls,
+            b"AUTH": c._auth,
+            b"XCLIENT": c._xclient,
+            b"XFORWARD": c._xforward,
+        }
+        if not chunking:
+            del table[b"BDAT"]
+        if not tls:
+            del table[b"STARTTLS"]
+        if not auth:
+            del table[b"AUTH"]
+        for verb in disabled:
+            table.pop(verb, None)
+        _TABLES[key] = table
+    return table
