@@ -70,7 +70,7 @@ def _resolve(handler: object, name: str) -> Callable[..., Any] | None:
     default = getattr(Handler, name)
     if getattr(fn, "__func__", None) is default:
         return None
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 class _Box:

@@ -39,7 +39,7 @@ class SMTPServerFactory(ServerFactory):
         omitted.
     """
 
-    protocol = SMTPServerProtocol  # type: ignore[assignment]
+    protocol = SMTPServerProtocol
     log = Logger()
 
     def __init__(
@@ -227,7 +227,7 @@ class SMTPServerFactory(ServerFactory):
         return bool(
             session is not None
             and self._log_quiet
-            and is_trusted(self._log_quiet, session.remote_address)
+            and is_trusted(self._log_quiet, session.remote_address)  # type: ignore[arg-type]
         )
 
     def _log_connect(self, proto: SMTPServerProtocol) -> None:

@@ -289,7 +289,10 @@ class SMTPServerOptions:
         "peer, or only from the trusted networks).",
     )
     ignored_hosts: Sequence[str] = _opt(
-        (), None, "Peers (e.g. health checkers) whose connections are not logged."
+        (),
+        "ignored-hosts",
+        "Peers or networks (CIDR,...), e.g. health checkers, whose connections "
+        "and transactions are not logged.",
     )
     use_xclient: bool | Sequence[str] = _opt(
         False,
@@ -413,4 +416,4 @@ def is_trusted(setting: bool | Sequence[Network], address: str) -> bool:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return any(ip in net for net in setting)  # type: ignore[union-attr]
+    return any(ip in net for net in setting)

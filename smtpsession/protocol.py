@@ -28,7 +28,6 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from smtpsession._core.connection import ServerConnection
-from smtpsession._core.proxy import ProxyError, ProxyHeaderParser
 from smtpsession._core.events import (
     CLOSED,
     NEED_DATA,
@@ -42,6 +41,7 @@ from smtpsession._core.events import (
     RcptTo,
     StartTLS,
 )
+from smtpsession._core.proxy import ProxyError, ProxyHeaderParser
 from smtpsession._hooks import call_hook
 from smtpsession.errors import SMTPError
 from smtpsession.options import is_trusted
@@ -154,6 +154,7 @@ class SMTPServerProtocol(Protocol):
         "_data_outcome",
         "_data_started",
         "_data_waiting",
+        "_data_rejected",
         "_direct",
         "_greeted",
         "_hooks",
@@ -197,6 +198,7 @@ class SMTPServerProtocol(Protocol):
         self._stream: MessageStream | None = None
         self._data_outcome: tuple[Any, Failure | None] | None = None
         self._data_waiting = False
+        self._data_rejected: Any = None
         self._data_generation = 0
         self._data_started = 0.0  # for the transaction log's duration
         self._started = 0.0
@@ -225,7 +227,7 @@ class SMTPServerProtocol(Protocol):
                 transport.setTcpNoDelay(True)
             except OSError:
                 pass
-        transport.registerProducer(self, True)
+        transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self._direct = _can_write_directly(transport)
         peer = transport.getPeer()
         host = transport.getHost()
@@ -555,7 +557,7 @@ class SMTPServerProtocol(Protocol):
                     if ev is CLOSED:
                         self._close()
                         break
-                    self._dispatch[type(ev)](self, ev)
+                    self._dispatch[type(ev)](self, ev)  # type: ignore[operator]
                 if not self._again or self._waiting:
                     break
         finally:
@@ -649,7 +651,7 @@ class SMTPServerProtocol(Protocol):
         if failure is None:
             return None
         if failure.check(SMTPError):
-            return failure.value  # type: ignore[return-value]
+            return failure.value
         self.log.failure(
             "Hook {hook} failed (session {session_id})",
             failure,
@@ -698,9 +700,15 @@ class SMTPServerProtocol(Protocol):
         assert conn is not None
         if failure is not None and not failure.check(SMTPError):
             self._hook_error(failure, "on_auth")
-            conn.auth_result(
-                None, SMTPError(454, "Error: Temporary authentication failure", "4.7.0")
-            )
+            if self._hooks.on_auth is None:
+                # The twisted.cred bridge: a checker that cannot answer is a
+                # temporary authentication failure (RFC 4954 §6).
+                conn.auth_result(
+                    None, SMTPError(454, "Error: Temporary authentication failure", "4.7.0")
+                )
+            else:
+                # A handler's on_auth raised: 451 like every other hook.
+                conn.auth_result(None, _INTERNAL)
             return
         error = self._hook_error(failure, "on_auth")
         conn.auth_result(value, error)
@@ -750,6 +758,7 @@ class SMTPServerProtocol(Protocol):
 
     def _on_data_end(self, ev: DataEnd) -> None:
         stream = self._stream
+        self._data_rejected = ev.rejected
         if stream is not None and ev.rejected is None:
             stream.end()
         if self._data_outcome is None:
@@ -797,6 +806,11 @@ class SMTPServerProtocol(Protocol):
         session = self.session
         envelope = session.envelope if session else None
         conn.data_result(results)
+        rejected = self._data_rejected
+        if rejected is not None:
+            # The core's verdict (bare CR/LF, size) is what the client got.
+            self._data_rejected = None
+            results = [SMTPError(rejected.code, rejected.message, rejected.enhanced)]
         self.factory._log_transaction(self, envelope, stream, results)
 
     def _on_data_aborted(self, ev: DataAborted) -> None:
@@ -894,6 +908,9 @@ class SMTPServerProtocol(Protocol):
 def _data_item(value: Any) -> Any:
     if value is None or isinstance(value, SMTPError):
         return value
+    if value is False:
+        # As for on_mail_from/on_rcpt_to, False refuses (never "250 False").
+        return SMTPError()
     if isinstance(value, BaseException):
         return _INTERNAL
     return str(value)

@@ -197,7 +197,7 @@ class Session:
     host_name_appears_as: str | None = None
     opening_command: str | None = None
     secure: bool = False
-    tls_options: dict[str, str] | None = None
+    tls_options: dict[str, Any] | None = None
     servername: str | None = None
     user: Any = None
     transaction: int = 1

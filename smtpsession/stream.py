@@ -52,7 +52,7 @@ class _Ready:
 _UNSET = object()
 
 
-class _Wait(Deferred, Parked):  # type: ignore[type-arg]
+class _Wait(Deferred[Any], Parked):
     """
     What C{async for} waits on when no chunk is ready.  Under
     L{CoroutineDriver} (how smtpsession runs coroutine hooks) it parks the
@@ -254,7 +254,10 @@ class MessageStream:
             self._resume_cb()
 
     def stopProducing(self) -> None:
-        """The consumer gave up: drain the rest of the body."""
+        """
+        The consumer gave up: drain the rest of the body, and fail
+        C{write_to}'s Deferred, since the body did not all get written.
+        """
         self._consumer_paused = False
         self._mode = "drain"
         self._chunks.clear()
@@ -263,6 +266,8 @@ class MessageStream:
         if self._paused:
             self._paused = False
             self._resume_cb()
+        if self._done_d is not None:
+            self._finish_consumer(Failure(StreamAborted("the consumer stopped reading")))
 
     def _finish_consumer(self, error: Failure | None) -> None:
         consumer = self._consumer
@@ -304,7 +309,10 @@ class MessageStream:
             assert self._whole is not None
             self._whole.append(chunk)
             return
-        if mode == "consumer" and not self._consumer_paused:
+        if mode == "consumer" and not self._consumer_paused and not self._chunks:
+            # Straight through only when nothing older is queued: a flush in
+            # resumeProducing can resume the client, whose next chunk must
+            # not overtake the ones still waiting.
             self._consumer.write(chunk)
             return
         self._chunks.append(chunk)

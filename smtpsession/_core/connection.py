@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from smtpsession._core import replies as R
@@ -271,7 +271,7 @@ class ServerConnection:
         self._xoauth2_failure: bytes | None = None
         self._pending_auth: AuthRequest | None = None
         # Transaction.
-        self._pending_mail: tuple[Address, str, bool, bool, EnvelopeDSN] | None = None
+        self._pending_mail: tuple[Address, str, bool, bool, EnvelopeDSN | None] | None = None
         self._pending_rcpt: Address | None = None
         # Built lazily: an idle connection should not carry empty containers.
         self._rcpt_index: dict[str, int] | None = None
@@ -1415,7 +1415,7 @@ class ServerConnection:
         if "PORT" in values:
             port = values["PORT"]
             s.remote_port = int(port) if port else 0
-        if "HELO" in values and values["HELO"]:
+        if values.get("HELO"):
             s.host_name_appears_as = values["HELO"].lower()  # type: ignore[union-attr]
         for key, value in values.items():
             x[key] = int(value) if key == "PORT" and value else value

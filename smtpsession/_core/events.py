@@ -53,7 +53,8 @@ class Event:
     __slots__ = ()
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        names: tuple[str, ...] = self.__slots__
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in names)
         return f"{type(self).__name__}({fields})"
 
 

@@ -65,6 +65,10 @@ def reactor_thread() -> threading.Thread:
 
         ready = threading.Event()
         reactor.callWhenRunning(ready.set)
+        # Without signal handlers (impossible outside the main thread) the
+        # reactor never hears SIGCHLD: reap child processes a handler may
+        # spawn by polling, or their processEnded would never fire.
+        reactor.callWhenRunning(_reap_children)
         _thread = threading.Thread(
             target=reactor.run,
             kwargs={"installSignalHandlers": False},
@@ -75,6 +79,16 @@ def reactor_thread() -> threading.Thread:
         if not ready.wait(10):
             raise RuntimeError("the Twisted reactor did not start")
         return _thread
+
+
+def _reap_children() -> None:
+    from twisted.internet.task import LoopingCall
+
+    try:
+        from twisted.internet.process import reapAllProcesses
+    except ImportError:  # pragma: no cover (platforms without processes)
+        return
+    LoopingCall(reapAllProcesses).start(0.1, now=False)
 
 
 def call_in_reactor(f: Any, *args: Any, **kwargs: Any) -> Any:

@@ -192,7 +192,7 @@ def test_smtplib_xoauth2(pki: tuple[CA, Identity]) -> None:
 
 
 def test_handler_errors(pki: tuple[CA, Identity]) -> None:
-    """on_auth raising SMTPError sends it; raising anything else is 454 4.7.0."""
+    """on_auth raising SMTPError sends it; raising anything else is 451 4.3.0 (API.md)."""
 
     class Picky(Handler):
         def on_auth(self, auth: Any, session: Any) -> Any:
@@ -206,8 +206,8 @@ def test_handler_errors(pki: tuple[CA, Identity]) -> None:
         assert (info.value.smtp_code, info.value.smtp_error) == (535, b"5.7.8 Account locked")
         with pytest.raises(smtplib.SMTPAuthenticationError) as info:
             login_with(client, "PLAIN", "alice", "x")
-        assert info.value.smtp_code == 454
-        assert info.value.smtp_error == b"4.7.0 Error: Temporary authentication failure"
+        assert info.value.smtp_code == 451
+        assert info.value.smtp_error == b"4.3.0 Error: internal server error"
         assert client.noop()[0] == 250
 
 

@@ -46,7 +46,7 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
         while sock.recv(4096):
             pass
         return True
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return False
     except ConnectionResetError:
         return True
@@ -229,9 +229,10 @@ def haproxy(tmp_path: Path) -> Iterator:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 return port
-            except OSError:
+            except OSError as e:
                 if proc.poll() is not None:
-                    raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "haproxy died")
+                    message = proc.stderr.read().decode() if proc.stderr else "haproxy died"
+                    raise RuntimeError(message) from e
                 time.sleep(0.05)
         raise RuntimeError("haproxy did not start")
 

@@ -123,18 +123,25 @@ def test_write_to_consumer_with_backpressure() -> None:
 
 
 def test_consumer_that_stops_gets_nothing_more() -> None:
-    """A consumer calling stopProducing: the rest of the body is drained, the reply follows."""
+    """
+    A consumer calling stopProducing: write_to's Deferred fails (the body was
+    not all written), the rest of the body is drained, the reply follows.
+    """
     consumer = Consumer()
+    outcomes: list[Any] = []
 
     class H(Handler):
         def on_data(self, stream: Any, session: Any) -> Any:
-            stream.write_to(consumer)
+            stream.write_to(consumer).addBoth(outcomes.append)
             return None
 
     c = FakeServer(H()).connect()
     open_data(c)
     c.send(LINE)
+    assert outcomes == []
     consumer.producer.stopProducing()
+    [failure] = outcomes
+    assert failure.check(StreamAborted)
     c.send(LINE * 3)
     assert b"".join(consumer.data) == LINE[:-2]
     assert c.send(b".\r\n") == ["250 2.6.0 OK: message queued"]
