@@ -64,6 +64,11 @@ HALF_CLOSE_TIMEOUT = 5.0
 
 _INTERNAL = SMTPError(451, "Error: internal server error", "4.3.0")
 
+#: Twisted's TCP read size, and the one used while a large body streams in
+#: (small reads must stay small: every recv() allocates its full size).
+_READ_SIZE = 65536
+_BODY_READ_SIZE = 262144
+
 
 def _can_write_directly(transport: Any) -> bool:
     """
@@ -325,6 +330,10 @@ class SMTPServerProtocol(Protocol):
         if self._proxy is not None:
             self._proxy_received(data)
             return
+        if len(data) >= _READ_SIZE and self._direct and self._stream is not None:
+            # A large body is streaming in: read it in bigger bites (fewer
+            # calls per byte); _end_body_reads puts the default back.
+            self.transport.bufferSize = _BODY_READ_SIZE  # type: ignore[union-attr]
         conn.receive_data(data)
         self._process()
 
@@ -756,7 +765,13 @@ class SMTPServerProtocol(Protocol):
         if stream is not None:
             stream.fail(SMTPError(ev.code, ev.message, ev.enhanced))
 
+    def _end_body_reads(self) -> None:
+        t: Any = self.transport
+        if self._direct and t.bufferSize != _READ_SIZE:
+            t.bufferSize = _READ_SIZE
+
     def _on_data_end(self, ev: DataEnd) -> None:
+        self._end_body_reads()
         stream = self._stream
         self._data_rejected = ev.rejected
         if stream is not None and ev.rejected is None:
@@ -817,6 +832,8 @@ class SMTPServerProtocol(Protocol):
         self._abort_stream(ev.reason)
 
     def _abort_stream(self, reason: str) -> None:
+        if not self._lost:
+            self._end_body_reads()
         stream = self._stream
         self._stream = None
         self._data_generation += 1

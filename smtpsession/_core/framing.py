@@ -30,6 +30,18 @@ __all__ = ["DataFramer", "BdatFramer"]
 
 _TERMINATOR = b"\r\n.\r\n"
 
+# Every byte but CR and LF: deleting them leaves a chunk's line endings, which
+# for a clean body is exactly "\r\n" repeated.  One translate pass is ~3×
+# cheaper than counting CR, LF and CRLF separately.
+_NOT_CR_LF = bytes(b for b in range(256) if b not in (10, 13))
+
+
+def _only_crlf(data: bytes) -> bool:
+    """Whether every CR and LF in C{data} is part of a CRLF pair."""
+    seps = data.translate(None, _NOT_CR_LF)
+    n = len(seps)
+    return not n & 1 and seps == b"\r\n" * (n >> 1)
+
 
 class DataFramer:
     """
@@ -93,9 +105,8 @@ class DataFramer:
             elif buf.endswith(b"\r"):
                 cut = n - 1
         self._carry = b"" if end >= 0 or cut == n else buf[cut:]
-        if self.check_bare and not self.bare and cut > start - 1:
-            crlf = buf.count(b"\r\n", 0, cut)
-            if crlf != buf.count(b"\n", 0, cut) or crlf != buf.count(b"\r", 0, cut):
+        if self.check_bare and not self.bare:
+            if not _only_crlf(buf if cut == n else buf[:cut]):
                 self.bare = True
         if pieces is None:
             if self._skip:
@@ -161,8 +172,7 @@ class BdatFramer:
         self._cr = part.endswith(b"\r")
         if self._cr:
             part = part[:-1]
-        crlf = part.count(b"\r\n")
-        if crlf != part.count(b"\n") or crlf != part.count(b"\r"):
+        if not _only_crlf(part):
             self.bare = True
 
     def finish(self) -> None:
