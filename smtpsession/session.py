@@ -202,10 +202,45 @@ class Session:
     user: Any = None
     transaction: int = 1
     transmission_type: str = "SMTP"
-    envelope: Envelope = field(default_factory=Envelope)
-    x_client: dict[str, Any] = field(default_factory=dict)
-    x_forward: dict[str, Any] = field(default_factory=dict)
+    # These three are made on first use (see _Lazy below): an idle client
+    # should not carry an empty envelope and two empty dicts.
+    envelope: Envelope = field(init=False)
+    x_client: dict[str, Any] = field(init=False)
+    x_forward: dict[str, Any] = field(init=False)
     error: str | None = None
     #: The PROXY protocol header the connection started with, if any (its
     #: C{version}, C{source}, C{destination} and v2 C{tlvs}).
     proxy: Any = None
+
+
+class _Lazy:
+    """
+    A value made the first time it is read and then kept in the instance's
+    C{__dict__} (a non-data descriptor, so reading it later costs nothing
+    and assigning it works as for any attribute).
+    """
+
+    def __init__(self, factory: Any) -> None:
+        self.factory = factory
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.factory()
+        return value
+
+
+for _name, _factory in (("envelope", Envelope), ("x_client", dict), ("x_forward", dict)):
+    _lazy = _Lazy(_factory)
+    _lazy.name = _name
+    setattr(Session, _name, _lazy)
+del _name, _factory, _lazy
+
+
+def reset_envelope(session: Session) -> None:
+    """Start a new transaction: the next read of C{envelope} makes a fresh one."""
+    session.__dict__.pop("envelope", None)

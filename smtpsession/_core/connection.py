@@ -78,10 +78,10 @@ from smtpsession.errors import SMTPError
 from smtpsession.options import SMTPServerOptions
 from smtpsession.session import (
     Address,
-    Envelope,
     EnvelopeDSN,
     RecipientDSN,
     Session,
+    reset_envelope,
     transmission_type,
 )
 
@@ -156,23 +156,15 @@ class ServerConnection:
         "options",
         "session",
         "_lmtp",
-        "_name",
         "_max_line",
         "_lenient_endings",
-        "_lenient_addresses",
         "_size_limit",
         "_reject_oversized",
         "_max_rcpt",
-        "_esc_enabled",
-        "_dsn",
-        "_chunking",
         "_tls_available",
         "_disabled",
         "_auth_enabled",
-        "_auth_methods",
         "_auth_required",
-        "_unauth_limit",
-        "_unrecognized_limit",
         "_mail_hook",
         "_rcpt_hook",
         "_data_hook",
@@ -219,35 +211,26 @@ class ServerConnection:
         self.options = options
         self.session = session
         self._lmtp = options.lmtp
-        self._name = options.name
         self._max_line = options.max_command_length
         self._lenient_endings = options.lenient_line_endings
-        self._lenient_addresses = options.lenient_address_parsing
         self._size_limit = options.size
         self._reject_oversized = options.reject_oversized and options.size > 0
         self._max_rcpt = options.max_recipients
-        self._esc_enabled = not options.hide_enhancedstatuscodes
-        self._dsn = not options.hide_dsn
-        self._chunking = not options.hide_chunking
+        chunking = not options.hide_chunking
         self._tls_available = tls_available
         disabled = _disabled_verbs(options.disabled_commands)
         self._disabled = disabled
         self._auth_enabled = auth_enabled and b"AUTH" not in disabled
-        self._auth_methods = tuple(m for m in options.auth_methods if m in MECHANISMS)
-        if not self._auth_methods:
+        if not any(m in MECHANISMS for m in options.auth_methods):
             self._auth_enabled = False
         self._auth_required = self._auth_enabled and not options.auth_optional
-        self._unauth_limit = options.max_allowed_unauthenticated_commands
-        self._unrecognized_limit = options.max_unrecognized_commands
         # Without a hook there is nobody to ask: accept at once, no event.
         self._mail_hook = mail_hook
         self._rcpt_hook = rcpt_hook
         self._data_hook = data_hook
         # One table per distinct configuration, shared by every connection
         # (a per-connection dict of bound methods costs ~2 KB per client).
-        self._commands = _command_table(
-            disabled, self._chunking, tls_available, self._auth_enabled
-        )
+        self._commands = _command_table(disabled, chunking, tls_available, self._auth_enabled)
         # XCLIENT/XFORWARD stay known even when off: a client that tries
         # them is told 550 "not allowed", not 500 "unknown".
         self._xclient_trusted = False
@@ -284,6 +267,41 @@ class ServerConnection:
         self._queued: list[Any] | None = None
 
         self._update_transmission_type()
+
+    # Rarely needed settings are read from the (frozen) options when used,
+    # rather than copied into every connection.
+
+    @property
+    def _name(self) -> Any:
+        return self.options.name
+
+    @property
+    def _lenient_addresses(self) -> Any:
+        return self.options.lenient_address_parsing
+
+    @property
+    def _dsn(self) -> Any:
+        return not self.options.hide_dsn
+
+    @property
+    def _esc_enabled(self) -> Any:
+        return not self.options.hide_enhancedstatuscodes
+
+    @property
+    def _chunking(self) -> Any:
+        return not self.options.hide_chunking
+
+    @property
+    def _unrecognized_limit(self) -> Any:
+        return self.options.max_unrecognized_commands
+
+    @property
+    def _auth_methods(self) -> Any:
+        return self.options.auth_methods
+
+    @property
+    def _unauth_limit(self) -> Any:
+        return self.options.max_allowed_unauthenticated_commands
 
     # ------------------------------------------------------------------
     # Driver interface
@@ -1504,7 +1522,7 @@ class ServerConnection:
     # ------------------------------------------------------------------
 
     def _reset_transaction(self) -> None:
-        self.session.envelope = Envelope()
+        reset_envelope(self.session)
         self._rcpt_index = None
         self._pending_mail = None
         self._pending_rcpt = None

@@ -30,8 +30,10 @@ __all__ = ["DataFramer", "BdatFramer"]
 
 _TERMINATOR = b"\r\n.\r\n"
 
-# Every byte but CR and LF: deleting them leaves a chunk's line endings, which
-# for a clean body is exactly "\r\n" repeated.  One translate pass is ~3×
+# Every byte but CR and LF.  Deleting them leaves the chunk's line-ending
+# characters in order: for a clean body, "\r\n" repeated k times.  That alone
+# does not prove each CR is right before its LF ("\r.\n" also leaves "\r\n"),
+# so the chunk must also hold exactly k CRLF pairs.  Two C passes in all,
 # cheaper than counting CR, LF and CRLF separately.
 _NOT_CR_LF = bytes(b for b in range(256) if b not in (10, 13))
 
@@ -40,7 +42,10 @@ def _only_crlf(data: bytes) -> bool:
     """Whether every CR and LF in C{data} is part of a CRLF pair."""
     seps = data.translate(None, _NOT_CR_LF)
     n = len(seps)
-    return not n & 1 and seps == b"\r\n" * (n >> 1)
+    if n & 1:
+        return False
+    k = n >> 1
+    return seps == b"\r\n" * k and data.count(b"\r\n") == k
 
 
 class DataFramer:

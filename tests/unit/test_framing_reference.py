@@ -6,7 +6,8 @@ the whole message at once).
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from smtpsession._core.framing import DataFramer
@@ -45,6 +46,10 @@ def frame(segments: list[bytes]) -> tuple[bytes, bytes, bool]:
     st.lists(st.sampled_from(PIECES), max_size=20),
     st.lists(st.integers(min_value=1, max_value=40), max_size=6),
 )
+# A bare CR and a bare LF with a byte between them: their CR/LF characters
+# alone look like a CRLF pair.  (Found by this test.)
+@example([b"\r", b".", b"\n"], [])
+@example([b"a", b"\n", b"a", b"\r"], [])
 def test_matches_reference(pieces: list[bytes], cuts: list[int]) -> None:
     """Body, bytes after the terminator and the bare CR/LF verdict match."""
     wire = b"".join(pieces) + b"\r\n.\r\nNEXT COMMAND\r\n"
@@ -59,3 +64,14 @@ def test_byte_by_byte(pieces: list[bytes]) -> None:
     """Feeding one byte at a time gives the same result as the reference."""
     wire = b"".join(pieces) + b"\r\n.\r\n"
     assert frame([wire[i : i + 1] for i in range(len(wire))]) == reference(wire)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"\r.\n", b"a\rb\nc", b"x\n\r", b"\n\r", b"ok\r\nbad\rz\nend"],
+)
+def test_separated_bare_cr_and_lf_are_bare(body: bytes) -> None:
+    """A bare CR and a bare LF never make a CRLF when a byte sits between them."""
+    wire = body + b"\r\n.\r\n"
+    assert frame([wire])[2] is True
+    assert frame([wire[i : i + 1] for i in range(len(wire))])[2] is True
