@@ -9,7 +9,7 @@
 set -e
 cd "$(dirname "$0")"
 reps=${1:-3}
-export PEERS=${PEERS:-$PWD/.peers}
+export PEERS=${PEERS:-.peers}
 export IDLE=${IDLE:-10000}
 [ -n "$QUICK" ] && export SMTPBENCH_ARGS="--quick"
 ./setup-peers.sh "$PEERS"
@@ -37,6 +37,9 @@ for r in $(seq "$reps"); do
     FIRST_REP=$r IDLE=0 ONLY=w1,w50,mix ./run-peer.sh "$peer" lmtp 1 >/dev/null
   done
 done
+# The raw lines record the commands run: keep this machine's paths out of them.
+peers_abs=$(cd "$PEERS" && pwd)
+sed -i "s#$peers_abs/#.peers/#g" "$RESULTS"/*.jsonl
 {
   echo "# Benchmark run $stamp"
   echo

@@ -104,5 +104,7 @@ class IMessageStream(Interface):
         """
         Push the body into an L{twisted.internet.interfaces.IConsumer} with
         backpressure (the stream registers itself as its streaming
-        producer).  Returns a Deferred that fires when the body is done.
+        producer).  Returns a Deferred that fires when the body is done, or
+        fails if the body did not arrive in full (or the consumer called
+        C{stopProducing}).
         """

@@ -192,7 +192,8 @@ class MessageStream:
         """
         Write the body into C{consumer}, pausing the client whenever the
         consumer pauses this stream.  The Deferred fires (with C{None}) when
-        the body has been written, or fails if it did not arrive in full.
+        the body has been written, or fails (L{StreamAborted}) if it did not
+        arrive in full or the consumer stopped it with C{stopProducing}.
         """
         self._claim("consumer")
         self._consumer = consumer
