@@ -8,6 +8,9 @@ that started them.
 from __future__ import annotations
 
 import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +29,17 @@ def require_program(name: str) -> str:
             pytest.skip(f"{name} is not installed")
         pytest.fail(f"{name} is not installed; run ./run-tests.sh, which installs it")
     return path
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll until the server side has caught up (the timeout is a bound)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+def files(directory: Path) -> list[Path]:
+    """The entries of a directory, sorted; none if it does not exist."""
+    return sorted(directory.iterdir()) if directory.exists() else []

@@ -9,6 +9,7 @@ read has a timeout (a bound, never an assertion).
 from __future__ import annotations
 
 import socket
+import ssl
 
 __all__ = ["RawClient", "connect_refused"]
 
@@ -16,10 +17,12 @@ __all__ = ["RawClient", "connect_refused"]
 class RawClient:
     """One SMTP connection driven line by line."""
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(
+        self, host: str, port: int, timeout: float = 10.0, *, read_greeting: bool = True
+    ) -> None:
+        self.sock: socket.socket = socket.create_connection((host, port), timeout=timeout)
         self._buf = b""
-        self.greeting = self.reply()
+        self.greeting = self.reply() if read_greeting else None
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -52,10 +55,10 @@ class RawClient:
             raise AssertionError(f"DATA: {code} {text}")
 
     def closed(self) -> bool:
-        """Whether the server closed the connection (reads EOF)."""
+        """Whether the server closed the connection (reads EOF or a reset)."""
         try:
             return self.sock.recv(1) == b""
-        except (ConnectionResetError, BrokenPipeError):
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
             return True
 
     def close(self) -> None:

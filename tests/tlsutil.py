@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.rawsmtp import RawClient
+
 __all__ = ["CA", "Dialog", "Identity", "client_context", "make_ca", "peer_fingerprint", "recorder"]
 
 
@@ -159,19 +161,17 @@ def peer_fingerprint(sock: ssl.SSLSocket) -> bytes:
 # ---------------------------------------------------------------------------
 
 
-class Dialog:
+class Dialog(RawClient):
     """
     One SMTP connection driven by hand, in the clear or over TLS (STARTTLS
     or implicit), with the server name the client asks for under control
-    (smtplib sends no SNI when it connects to an IP address).  Every read
+    (smtplib sends no SNI when it connects to an IP address).  The greeting
+    is not read on connect, since implicit TLS must come first.  Every read
     has a timeout: a bound, not an assertion.
     """
 
     def __init__(self, address: tuple[str, int], timeout: float = 10.0) -> None:
-        import socket
-
-        self.sock: socket.socket = socket.create_connection(address, timeout=timeout)
-        self._buf = b""
+        super().__init__(*address, timeout=timeout, read_greeting=False)
 
     def implicit_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
         """Handshake at once (SMTPS)."""
@@ -190,45 +190,10 @@ class Dialog:
         assert isinstance(self.sock, ssl.SSLSocket)
         return self.sock
 
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _line(self) -> bytes:
-        while b"\r\n" not in self._buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"connection closed; unread {self._buf!r}")
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\r\n", 1)
-        return line
-
-    def reply(self) -> tuple[int, str]:
-        """One (possibly multi-line) reply as (code, text with \\n between lines)."""
-        lines = []
-        while True:
-            line = self._line().decode("utf-8")
-            lines.append(line[4:])
-            if line[3:4] != "-":
-                return int(line[:3]), "\n".join(lines)
-
-    def command(self, line: str) -> tuple[int, str]:
-        self.send(line.encode("utf-8") + b"\r\n")
-        return self.reply()
-
     def ehlo(self, name: str = "client.example") -> list[str]:
         code, text = self.command(f"EHLO {name}")
         assert code == 250, text
         return text.split("\n")[1:]
-
-    def closed(self) -> bool:
-        """Whether the server closed the connection (reads EOF or a reset)."""
-        try:
-            return self.sock.recv(1) == b""
-        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
-            return True
-
-    def close(self) -> None:
-        self.sock.close()
 
     def __enter__(self) -> Dialog:
         return self

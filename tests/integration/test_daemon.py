@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_program
+from tests.conftest import files, require_program, wait_until
 from tests.rawsmtp import RawClient, connect_refused
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,18 +144,6 @@ def run_daemon(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def files(directory: Path) -> list[Path]:
-    return sorted(directory.iterdir()) if directory.exists() else []
-
-
-def wait_until(predicate: object, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
-
-
 LOCAL = "tcp:0:interface=127.0.0.1"
 
 
@@ -243,7 +231,7 @@ def test_sigkill_in_flight(tmp_path: Path, daemons: list[Daemon]) -> None:
         raw.start_message("a@example.org", ["b@example.com"])
         raw.send(message(ident, 100_000)[:60_000])
         partial.append(raw)
-    wait_until(lambda: len(files(maildir / "tmp")) >= 4)
+    wait_until(lambda: len(files(maildir / "tmp")) >= 4, timeout=15)
 
     acked: list[str] = []
     lock = threading.Lock()
@@ -311,7 +299,7 @@ def test_sigterm_drains(tmp_path: Path, daemons: list[Daemon]) -> None:
 
     d.signal(signal.SIGTERM)
     assert idle.reply()[0] == 421
-    wait_until(lambda: connect_refused("127.0.0.1", port))
+    wait_until(lambda: connect_refused("127.0.0.1", port), timeout=15)
     assert d.proc.poll() is None  # still draining
 
     busy.send(b"second half\r\n.\r\n")
@@ -336,7 +324,7 @@ def test_sigterm_ends_a_transaction_that_takes_too_long(
     stalled.start_message("a@example.org", ["b@example.com"])
     stalled.send(b"Subject: too slow\r\n\r\nsome of it\r\n")
     maildir = tmp_path / "Maildir"
-    wait_until(lambda: len(files(maildir / "tmp")) == 1)
+    wait_until(lambda: len(files(maildir / "tmp")) == 1, timeout=15)
     d.signal(signal.SIGTERM)
     assert stalled.reply()[0] == 421
     assert_clean_exit(d)

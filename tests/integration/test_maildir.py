@@ -11,7 +11,6 @@ import errno
 import os
 import re
 import smtplib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from smtpsession import SMTPServerOptions
 from smtpsession.handlers import MaildirHandler
 from smtpsession.handlers.maildir import folder_name
 from smtpsession.testing import serve
+from tests.conftest import files, wait_until
 from tests.rawsmtp import RawClient
 
 BODY = b"Subject: stored\r\nMessage-ID: <m1@example.org>\r\n\r\nHello.\r\n.dotted line\r\n"
@@ -30,19 +30,6 @@ def options(**kw: Any) -> SMTPServerOptions:
     kw.setdefault("name", "mx.test")
     kw.setdefault("disable_reverse_lookup", True)
     return SMTPServerOptions(**kw)
-
-
-def files(directory: Path) -> list[Path]:
-    return sorted(directory.iterdir()) if directory.exists() else []
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    """Poll (bounded) until the server side has caught up."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def test_message_is_stored_with_trace_headers(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ STARTTLS verified against a certificate authority made for the test.
 
 from __future__ import annotations
 
-import datetime
 import re
 import smtplib
 import socket
@@ -22,6 +21,7 @@ import pytest
 from smtpsession import Handler, SMTPError, SMTPServerOptions
 from smtpsession.handlers import RelayHandler
 from smtpsession.testing import RecordingHandler, RunningServer, serve
+from tests.tlsutil import make_ca
 
 BODY = (
     b"Subject: relayed\r\n"
@@ -301,74 +301,16 @@ def test_upstream_lost_mid_body_is_a_temporary_failure() -> None:
 # ---------------------------------------------------------------------------
 
 
-def make_ca_and_server_cert(directory: Path, name: str) -> tuple[Path, Path]:
-    """A throwaway CA (ca.pem) and a server certificate+key for C{name}."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "smtpsession test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path = directory / "ca.pem"
-    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    server_path = directory / "server.pem"
-    server_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        + cert.public_bytes(serialization.Encoding.PEM)
-    )
-    return ca_path, server_path
-
-
 @pytest.fixture
 def tls_upstream(tmp_path: Path) -> Iterator[tuple[Upstream, RunningServer, Path]]:
-    ca, server_pem = make_ca_and_server_cert(tmp_path, "mail.upstream.test")
+    ca = make_ca(tmp_path)
+    identity = ca.issue("server", ["mail.upstream.test"])
     handler = Upstream()
-    options = opts(name="mail.upstream.test", tls_cert=str(server_pem), tls_key=str(server_pem))
+    options = opts(
+        name="mail.upstream.test", tls_cert=str(identity.cert), tls_key=str(identity.key)
+    )
     with serve(handler, options) as server:
-        yield handler, server, ca
+        yield handler, server, ca.path
 
 
 def test_starttls_verified(tls_upstream: tuple[Upstream, RunningServer, Path]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import smtplib
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from twisted.application.service import Application, IService
 from smtpsession import SMTPServerFactory, SMTPServerOptions
 from smtpsession.service import ListenError, SMTPService
 from smtpsession.testing import RecordingHandler, call_in_reactor
+from tests.conftest import wait_until
 from tests.rawsmtp import RawClient, connect_refused
 
 
@@ -47,14 +47,6 @@ def start(service: SMTPService) -> int:
     call_in_reactor(service.startService)
     ports = call_in_reactor(service.when_listening)
     return int(ports[0].getHost().port)
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 @pytest.fixture

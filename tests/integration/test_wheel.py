@@ -65,6 +65,29 @@ def _link_tree(source: Path, dest: Path, skip: set[str]) -> None:
             (dest / entry.name).symlink_to(entry)
 
 
+def throwaway_venv(
+    tmp_path: Path, *install: str | Path
+) -> tuple[Path, Path, dict[str, str]]:
+    """
+    A new venv with smtpsession installed by C{pip install --no-deps
+    *install}, and the test environment's other packages made visible
+    through L{dependencies_view}.  Returns its python, its purelib and the
+    environment (no PYTHONPATH) to run it with.
+    """
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", "--without-pip", venv)
+    python = venv / "bin" / "python"
+    purelib = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run(
+        sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q",
+        *install, env=env,
+    )  # fmt: skip
+    deps = dependencies_view(tmp_path / "deps")
+    (purelib / "zz-deps.pth").write_text(f"{deps}\n")
+    return python, purelib, env
+
+
 def run(*args: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [str(a) for a in args], capture_output=True, text=True, timeout=600, **kw  # type: ignore[call-overload]
@@ -93,17 +116,7 @@ def test_wheel_installs_the_twistd_plugin(tmp_path: Path) -> None:
     [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert "smtpsession.testing.pytest_plugin" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
-    venv = tmp_path / "venv"
-    run(sys.executable, "-m", "venv", "--without-pip", venv)
-    python = venv / "bin" / "python"
-    purelib = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip())
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    run(
-        sys.executable, "-m", "pip", "--python", python, "install", "--no-deps",
-        "--force-reinstall", "-q", wheel, env=env,
-    )  # fmt: skip
-    deps = dependencies_view(tmp_path / "deps")
-    (purelib / "zz-deps.pth").write_text(f"{deps}\n")
+    python, purelib, env = throwaway_venv(tmp_path, "--force-reinstall", wheel)
 
     where = run(
         python, "-c", "import smtpsession, smtpsession.tap; print(smtpsession.__file__)",
@@ -131,17 +144,9 @@ def test_strict_editable_install_is_found_by_twistd(tmp_path: Path) -> None:
     plugin from twistd's scan."""
     source = tmp_path / "src"
     shutil.copytree(REPO, source, ignore=SKIP)
-    venv = tmp_path / "venv"
-    run(sys.executable, "-m", "venv", "--without-pip", venv)
-    python = venv / "bin" / "python"
-    purelib = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip())
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    run(
-        sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q",
-        "-e", source, "--config-settings", "editable_mode=strict", env=env,
-    )  # fmt: skip
-    deps = dependencies_view(tmp_path / "deps")
-    (purelib / "zz-deps.pth").write_text(f"{deps}\n")
+    python, _, env = throwaway_venv(
+        tmp_path, "-e", source, "--config-settings", "editable_mode=strict"
+    )
     helped = run(
         python, "-c", "from twisted.scripts.twistd import run; run()", "smtpsession", "--help",
         env=env, cwd=tmp_path,
