@@ -226,18 +226,6 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
-def to_deferred(result: Any) -> Deferred[Any] | None:
-    """The result as a Deferred if it is asynchronous, else C{None}."""
-    t = type(result)
-    if t is CoroutineType or t is GeneratorType:
-        return Deferred.fromCoroutine(result)
-    if isinstance(result, Deferred):
-        return result
-    if inspect.isawaitable(result):
-        return Deferred.fromCoroutine(_await(result))
-    return None
-
-
 def call_hook(
     fn: Callable[..., Any],
     args: tuple[Any, ...],
@@ -257,17 +245,18 @@ def call_hook(
         now(None, Failure())
         return True
     t = type(result)
-    if t is CoroutineType:
+    if t is CoroutineType or t is GeneratorType:
         return CoroutineDriver(result, now, later or now).start()
     if result is None or t is str or t is bool or t is list:
         now(result, None)
         return True
-    d = to_deferred(result)
-    if d is None:
+    if not isinstance(result, Deferred):
+        if inspect.isawaitable(result):
+            return CoroutineDriver(_await(result), now, later or now).start()
         now(result, None)
         return True
     box = _Box()
-    d.addCallbacks(box.ok, box.err)
+    result.addCallbacks(box.ok, box.err)
     if box.done:
         now(box.value, box.failure)
         return True

@@ -12,23 +12,18 @@ discarded, since they end up in headers and logs.
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
+from smtpsession._core.addresses import valid_hostname
+
 __all__ = ["reverse_lookup", "valid_ptr_name"]
 
-_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
-
-
-def valid_ptr_name(name: str) -> bool:
-    """Whether C{name} is usable as a host name (RFC 1123, plus ``_``)."""
-    if not name or len(name) > 253:
-        return False
-    return all(_LABEL.match(label) for label in name.split("."))
+#: The one host-name check, shared with XCLIENT/XFORWARD NAME.
+valid_ptr_name = valid_hostname
 
 
 def _first_ptr(result: Any) -> str | None:

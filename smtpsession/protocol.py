@@ -17,7 +17,6 @@ all are clear.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from smtpsession._core.addresses import canonical_ip
 from smtpsession._core.connection import ServerConnection
 from smtpsession._core.events import (
     CLOSED,
@@ -134,12 +134,9 @@ def normalise_address(host: str) -> str:
     if ":" not in host:
         return host  # IPv4 (or a UNIX socket path): already canonical
     try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
+        return canonical_ip(host.split("%", 1)[0])
     except ValueError:
         return host
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
 
 
 @implementer(IHandshakeListener, IPushProducer)
@@ -614,7 +611,7 @@ class SMTPServerProtocol(Protocol):
         if conn is not None:
             data = conn.data_to_send()
             if data:
-                self.transport.write(data)  # type: ignore[union-attr]
+                self._write(data)
         # A TLS transport waits for its producer to go away before it sends
         # close_notify and closes; without this a TLS session would only end
         # when the half-close timer below aborts it.

@@ -220,12 +220,22 @@ class MessageStream:
         chunk = self._chunks.popleft()
         self._queued -= len(chunk)
         if self._paused and self._queued <= LOW_WATER:
-            self._paused = False
-            self._resume_cb()
+            self._resume_client()
         return chunk
 
     def _maybe_resume(self) -> None:
-        if self._paused and self._queued <= LOW_WATER:
+        if self._queued <= LOW_WATER:
+            self._resume_client()
+
+    def _pause_client(self) -> None:
+        """Ask the protocol to stop reading (once)."""
+        if not self._paused:
+            self._paused = True
+            self._pause_cb()
+
+    def _resume_client(self) -> None:
+        """Let the protocol read again, if we had stopped it."""
+        if self._paused:
             self._paused = False
             self._resume_cb()
 
@@ -235,9 +245,7 @@ class MessageStream:
         """The consumer is full: stop the client."""
         if not self._consumer_paused:
             self._consumer_paused = True
-            if not self._paused:
-                self._paused = True
-                self._pause_cb()
+            self._pause_client()
 
     def resumeProducing(self) -> None:
         """The consumer wants more: flush what is queued, resume the client."""
@@ -250,9 +258,7 @@ class MessageStream:
         if self._ended and not self._chunks and self._done_d is not None:
             self._finish_consumer(self._error)
             return
-        if self._paused:
-            self._paused = False
-            self._resume_cb()
+        self._resume_client()
 
     def stopProducing(self) -> None:
         """
@@ -263,10 +269,7 @@ class MessageStream:
         self._mode = "drain"
         self._chunks.clear()
         self._queued = 0
-        self._maybe_resume()
-        if self._paused:
-            self._paused = False
-            self._resume_cb()
+        self._resume_client()
         if self._done_d is not None:
             self._finish_consumer(Failure(StreamAborted("the consumer stopped reading")))
 
@@ -275,12 +278,10 @@ class MessageStream:
         done = self._done_d
         self._done_d = None
         self._consumer_paused = False
-        if self._paused:
-            # The consumer may have paused us with its last write; it will
-            # never resume a producer it unregisters, so the client must
-            # be resumed here or its connection stops reading for good.
-            self._paused = False
-            self._resume_cb()
+        # The consumer may have paused us with its last write; it will never
+        # resume a producer it unregisters, so the client must be resumed
+        # here or its connection stops reading for good.
+        self._resume_client()
         if consumer is not None:
             consumer.unregisterProducer()
         if done is not None:
@@ -318,9 +319,8 @@ class MessageStream:
             return
         self._chunks.append(chunk)
         self._queued += len(chunk)
-        if not self._paused and self._queued > HIGH_WATER:
-            self._paused = True
-            self._pause_cb()
+        if self._queued > HIGH_WATER:
+            self._pause_client()
 
     def end(self) -> None:
         """The body is complete."""
@@ -363,9 +363,7 @@ class MessageStream:
             read_d.errback(failure)
         if self._done_d is not None:
             self._finish_consumer(failure)
-        if self._paused:
-            self._paused = False
-            self._resume_cb()
+        self._resume_client()
 
     def drain(self) -> None:
         """
@@ -377,6 +375,4 @@ class MessageStream:
         self._mode = "drain"
         self._chunks.clear()
         self._queued = 0
-        if self._paused:
-            self._paused = False
-            self._resume_cb()
+        self._resume_client()

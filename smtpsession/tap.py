@@ -152,29 +152,33 @@ def _trusted_check(flag: str) -> Callable[[str], list[Any]]:
     return check
 
 
-def _commands_check(value: str) -> list[str]:
-    out = []
-    for command in _split(value):
-        command = command.upper()
-        if command not in COMMANDS:
-            raise usage.UsageError(
-                f"--disable-command: unknown command {command!r} (known: {', '.join(COMMANDS)})"
-            )
-        out.append(command)
-    return out
+def _names_check(known: Callable[[], Any], message: str) -> Callable[[str], list[str]]:
+    """
+    A check for a comma-separated list of upper-case names, each of which
+    must be one of C{known()}: the commands of --disable-command, the
+    extensions of --hide.  C{message} names the culprit (C{{name}}) and
+    the choices (C{{known}}).
+    """
+
+    def check(value: str) -> list[str]:
+        allowed = known()
+        out = []
+        for name in _split(value):
+            name = name.upper()
+            if name not in allowed:
+                raise usage.UsageError(
+                    message.format(name=repr(name), known=", ".join(sorted(allowed)))
+                )
+            out.append(name)
+        return out
+
+    return check
 
 
-def _hide_check(value: str) -> list[str]:
-    known = _hideable()
-    out = []
-    for ext in _split(value):
-        ext = ext.upper()
-        if ext not in known:
-            raise usage.UsageError(
-                f"--hide: {ext!r} cannot be hidden (one of: {', '.join(sorted(known))})"
-            )
-        out.append(ext)
-    return out
+_commands_check = _names_check(
+    lambda: COMMANDS, "--disable-command: unknown command {name} (known: {known})"
+)
+_hide_check = _names_check(_hideable, "--hide: {name} cannot be hidden (one of: {known})")
 
 
 def _handler_option_check(value: str) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-__all__ = ["AddressError", "split_path", "check_mailbox"]
+__all__ = ["AddressError", "split_path", "check_mailbox", "canonical_ip", "valid_hostname"]
 
 
 class AddressError(ValueError):
@@ -187,3 +187,30 @@ def check_mailbox(path: str, *, lenient: bool = False) -> str:
     if len(address.encode("utf-8")) > MAX_ADDRESS_OCTETS:
         raise AddressError("address too long")
     return address
+
+
+_HOST_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
+
+
+def valid_hostname(name: str) -> bool:
+    """
+    Whether a lower-case C{name} is usable as a client's host name (RFC
+    1123 labels, plus ``_``): for PTR answers and XCLIENT/XFORWARD NAME,
+    which end up in headers and logs.
+    """
+    if not name or len(name) > 253:
+        return False
+    return all(_HOST_LABEL.match(label) for label in name.split("."))
+
+
+def canonical_ip(text: str) -> str:
+    """
+    An IP address in its canonical text form, an IPv4-mapped IPv6 address
+    as the IPv4 address (C{::ffff:192.0.2.1} → C{192.0.2.1}).
+
+    @raise ValueError: C{text} is not an IP address.
+    """
+    ip = ipaddress.ip_address(text)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)

@@ -44,13 +44,18 @@ dict lookup per command is all it can afford:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from smtpsession._core import replies as R
-from smtpsession._core.addresses import AddressError, check_mailbox, split_path
+from smtpsession._core.addresses import (
+    AddressError,
+    canonical_ip,
+    check_mailbox,
+    split_path,
+    valid_hostname,
+)
 from smtpsession._core.events import (
     CLOSED,
     NEED_DATA,
@@ -120,15 +125,6 @@ _MAX_ADDRESS = 254
 
 _XCLIENT_KEYS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN")
 _XFORWARD_KEYS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
-_HOST_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
-
-
-def _valid_hostname(name: str) -> bool:
-    """A host name as XCLIENT/XFORWARD NAME may carry it (lower-cased)."""
-    if not name or len(name) > 253:
-        return False
-    return all(_HOST_LABEL.match(label) for label in name.split("."))
-
 #: Verbs RFC 5321 names that this server deliberately does not implement.
 _NOT_IMPLEMENTED = frozenset(
     [b"EXPN", b"TURN", b"ETRN", b"ATRN", b"SEND", b"SOML", b"SAML", b"BURL"]
@@ -268,41 +264,6 @@ class ServerConnection:
 
         self._update_transmission_type()
 
-    # Rarely needed settings are read from the (frozen) options when used,
-    # rather than copied into every connection.
-
-    @property
-    def _name(self) -> Any:
-        return self.options.name
-
-    @property
-    def _lenient_addresses(self) -> Any:
-        return self.options.lenient_address_parsing
-
-    @property
-    def _dsn(self) -> Any:
-        return not self.options.hide_dsn
-
-    @property
-    def _esc_enabled(self) -> Any:
-        return not self.options.hide_enhancedstatuscodes
-
-    @property
-    def _chunking(self) -> Any:
-        return not self.options.hide_chunking
-
-    @property
-    def _unrecognized_limit(self) -> Any:
-        return self.options.max_unrecognized_commands
-
-    @property
-    def _auth_methods(self) -> Any:
-        return self.options.auth_methods
-
-    @property
-    def _unauth_limit(self) -> Any:
-        return self.options.max_allowed_unauthenticated_commands
-
     # ------------------------------------------------------------------
     # Driver interface
     # ------------------------------------------------------------------
@@ -411,7 +372,7 @@ class ServerConnection:
             else:  # GREETING
                 if len(self._buf) > self._pos:
                     self._close_with(
-                        R.pair(421, f"{self._name} {R.TALK_TOO_SOON}")
+                        R.pair(421, f"{self.options.name} {R.TALK_TOO_SOON}")
                     )
                     continue
                 return NEED_DATA
@@ -422,11 +383,14 @@ class ServerConnection:
         """Send the 220 greeting (after C{on_connect} agreed)."""
         if self._phase != GREETING:
             return
+        self._out.append(self._greeting())
+        self._phase = COMMAND
+
+    def _greeting(self) -> bytes:
+        """The 220 line: at connect, and again after XCLIENT."""
         proto = "LMTP" if self._lmtp else "ESMTP"
         banner = self.options.banner
-        text = f"{self._name} {proto}" + (f" {banner}" if banner else "")
-        self._out.append(format_reply(220, text))
-        self._phase = COMMAND
+        return format_reply(220, f"{self.options.name} {proto}" + (f" {banner}" if banner else ""))
 
     def refuse(self, code: int, message: str) -> None:
         """Refuse the connection instead of greeting it, then close."""
@@ -679,11 +643,15 @@ class ServerConnection:
     # ------------------------------------------------------------------
 
     def _bare_command(self) -> None:
+        self._refuse_unrecognized(R.BARE_LF_COMMAND)
+
+    def _refuse_unrecognized(self, reply: tuple[bytes, bytes]) -> None:
+        """Send C{reply}, or 421 and close once too many commands were refused."""
         self._unrecognized += 1
-        if self._unrecognized >= self._unrecognized_limit:
+        if self._unrecognized >= self.options.max_unrecognized_commands:
             self._close_with(R.TOO_MANY_UNRECOGNIZED)
         else:
-            self._error(R.BARE_LF_COMMAND)
+            self._error(reply)
 
     def _command(self, line: bytes) -> Any:
         if self._shutting_down and not self._allowed_while_shutting_down(line):
@@ -701,7 +669,7 @@ class ServerConnection:
         elif verb == b"LHLO":
             return self._unknown(verb, line)
         if self._auth_required and self.session.user is None and verb != b"AUTH":
-            limit = self._unauth_limit
+            limit = self.options.max_allowed_unauthenticated_commands
             if limit is not None:
                 self._unauthenticated += 1
                 if self._unauthenticated >= limit:
@@ -736,14 +704,10 @@ class ServerConnection:
         if verb in _HTTP_VERBS and _HTTP.match(line):
             self._close_with(R.HTTP_REFUSED)
             return None
-        self._unrecognized += 1
-        if self._unrecognized >= self._unrecognized_limit:
-            self._close_with(R.TOO_MANY_UNRECOGNIZED)
-            return None
         if verb in _NOT_IMPLEMENTED and verb not in self._disabled:
-            self._error(R.NOT_IMPLEMENTED)
+            self._refuse_unrecognized(R.NOT_IMPLEMENTED)
         else:
-            self._error(R.UNRECOGNIZED)
+            self._refuse_unrecognized(R.UNRECOGNIZED)
         return None
 
     # -- greetings ------------------------------------------------------
@@ -768,12 +732,12 @@ class ServerConnection:
         hostname = self.session.client_hostname or f"[{self.session.remote_address}]"
         if "{" in template:
             try:
-                return template.format(name=self._name, client_hostname=hostname)
+                return template.format(name=self.options.name, client_hostname=hostname)
             except (KeyError, IndexError, ValueError):
-                return f"{self._name} Nice to meet you, {hostname}"
+                return f"{self.options.name} Nice to meet you, {hostname}"
         if "%s" in template:
             parts = template.split("%s")
-            values = [self._name, hostname]
+            values = [self.options.name, hostname]
             out = parts[0]
             for i, p in enumerate(parts[1:]):
                 out += (values[i] if i < 2 else "") + p
@@ -801,7 +765,7 @@ class ServerConnection:
         if name is None:
             return None
         self._greeted("EHLO", name)
-        self._esc = 1 if self._esc_enabled else 0
+        self._esc = 0 if self.options.hide_enhancedstatuscodes else 1
         self._out.append(self._ehlo_reply())
         return None
 
@@ -810,7 +774,7 @@ class ServerConnection:
         if name is None:
             return None
         self._greeted("LHLO", name)
-        self._esc = 1 if self._esc_enabled else 0
+        self._esc = 0 if self.options.hide_enhancedstatuscodes else 1
         self._out.append(self._ehlo_reply())
         return None
 
@@ -825,16 +789,16 @@ class ServerConnection:
             caps.append("8BITMIME")
         if not o.hide_smtputf8:
             caps.append("SMTPUTF8")
-        if self._esc_enabled:
+        if not self.options.hide_enhancedstatuscodes:
             caps.append("ENHANCEDSTATUSCODES")
-        if self._dsn:
+        if not self.options.hide_dsn:
             caps.append("DSN")
         if (
             self._auth_enabled
             and s.user is None
             and (s.secure or o.allow_insecure_auth)
         ):
-            caps.append("AUTH " + " ".join(self._auth_methods))
+            caps.append("AUTH " + " ".join(self.options.auth_methods))
         if (
             self._tls_available
             and not s.secure
@@ -846,7 +810,7 @@ class ServerConnection:
             caps.append("REQUIRETLS")
         if self._size_limit:
             caps.append("SIZE" if o.hide_size else f"SIZE {self._size_limit}")
-        if self._chunking and b"BDAT" not in self._disabled:
+        if not self.options.hide_chunking and b"BDAT" not in self._disabled:
             caps.append("CHUNKING")
             if not o.hide_8bitmime:
                 caps.append("BINARYMIME")
@@ -921,21 +885,14 @@ class ServerConnection:
                 return None
             addr = Address(m.group(1).decode("ascii"))
             self._pending_mail = (addr, "7bit", False, False, None)
-            if not self._mail_hook:
-                self._phase = WAIT
-                self._wait = W_MAIL
-                self.mail_from_result(None)
-                return None
-            self._phase = WAIT
-            self._wait = W_MAIL
-            return MailFrom(addr)
+            return self._ask_mail(addr)
         text = self._path_argument(arg, b"FROM:")
         if text is None:
             self._error(R.BAD_SENDER)
             return None
         try:
             path, rest = split_path(text)
-            address = "" if path == "" else check_mailbox(path, lenient=self._lenient_addresses)
+            address = "" if path == "" else check_mailbox(path, lenient=self.options.lenient_address_parsing)
         except AddressError:
             self._error(R.BAD_SENDER)
             return None
@@ -975,10 +932,10 @@ class ServerConnection:
                 body_type = "7bit"
             elif b == "8BITMIME":
                 body_type = "8bitmime"
-            elif b == "BINARYMIME" and self._chunking and b"BDAT" not in self._disabled:
+            elif b == "BINARYMIME" and not self.options.hide_chunking and b"BDAT" not in self._disabled:
                 body_type = "binarymime"
             else:
-                self._error(R.BAD_BODY if self._chunking else R.BAD_BODY_NO_CHUNKING)
+                self._error(R.BAD_BODY_NO_CHUNKING if self.options.hide_chunking else R.BAD_BODY)
                 return None
         smtp_utf8 = False
         if "SMTPUTF8" in args:
@@ -996,7 +953,7 @@ class ServerConnection:
                 return None
             require_tls = True
         dsn = None
-        if self._dsn and ("RET" in args or "ENVID" in args):
+        if not self.options.hide_dsn and ("RET" in args or "ENVID" in args):
             dsn = EnvelopeDSN()
             ret = args.get("RET")
             if ret is not None:
@@ -1023,38 +980,55 @@ class ServerConnection:
                 args["AUTH"] = "<>"
         addr = Address(address, args)
         self._pending_mail = (addr, body_type, smtp_utf8, require_tls, dsn)
-        self._pause_for(W_MAIL)
+        return self._ask_mail(addr)
+
+    def _ask_mail(self, addr: Address) -> MailFrom | None:
+        """Wait for the handler's verdict, or accept at once if it has no hook."""
+        self._phase = WAIT
+        self._wait = W_MAIL
         if not self._mail_hook:
             self.mail_from_result(None)
             return None
         return MailFrom(addr)
 
+    def _rcpt_out_of_order(self) -> bool:
+        """RCPT needs a MAIL and no started BDAT; replies if not."""
+        if self.session.envelope.mail_from is None:
+            self._error(R.NEED_MAIL)
+        elif self._body_open:
+            self._error(R.pair(503, "Error: RCPT not allowed after BDAT"))
+        else:
+            return False
+        return True
+
+    def _rcpt_over_limit(self, address: str) -> bool:
+        """A new address needs room under max_recipients; replies if not."""
+        if (
+            self._max_rcpt
+            and len(self.session.envelope.rcpt_to) >= self._max_rcpt
+            and address.lower() not in (self._rcpt_index or ())
+        ):
+            self._error(R.TOO_MANY_RECIPIENTS)
+            return True
+        return False
+
+    def _ask_rcpt(self, addr: Address) -> RcptTo | None:
+        """Wait for the handler's verdict, or accept at once if it has no hook."""
+        self._pending_rcpt = addr
+        self._phase = WAIT
+        self._wait = W_RCPT
+        if not self._rcpt_hook:
+            self.rcpt_to_result(None)
+            return None
+        return RcptTo(addr)
+
     def _rcpt(self, arg: bytes, sp: int) -> Any:
         m = _FAST_TO.match(arg)
         if m is not None and len(m.group(1)) <= _MAX_ADDRESS:
-            env = self.session.envelope
-            if env.mail_from is None:
-                self._error(R.NEED_MAIL)
-                return None
-            if self._body_open:
-                self._error(R.pair(503, "Error: RCPT not allowed after BDAT"))
-                return None
             address = m.group(1).decode("ascii")
-            if (
-                self._max_rcpt
-                and len(env.rcpt_to) >= self._max_rcpt
-                and address.lower() not in (self._rcpt_index or ())
-            ):
-                self._error(R.TOO_MANY_RECIPIENTS)
+            if self._rcpt_out_of_order() or self._rcpt_over_limit(address):
                 return None
-            addr = Address(address)
-            self._pending_rcpt = addr
-            self._phase = WAIT
-            self._wait = W_RCPT
-            if not self._rcpt_hook:
-                self.rcpt_to_result(None)
-                return None
-            return RcptTo(addr)
+            return self._ask_rcpt(Address(address))
         text = self._path_argument(arg, b"TO:")
         if text is None:
             self._error(R.BAD_RECIPIENT)
@@ -1066,7 +1040,7 @@ class ServerConnection:
             elif path == "":
                 raise AddressError("null recipient")
             else:
-                address = check_mailbox(path, lenient=self._lenient_addresses)
+                address = check_mailbox(path, lenient=self.options.lenient_address_parsing)
         except AddressError:
             self._error(R.BAD_RECIPIENT)
             return None
@@ -1075,15 +1049,10 @@ class ServerConnection:
         except ParamError as e:
             self._param_error(e, R.BAD_RECIPIENT)
             return None
-        s = self.session
-        if s.envelope.mail_from is None:
-            self._error(R.NEED_MAIL)
-            return None
-        if self._body_open:
-            self._error(R.pair(503, "Error: RCPT not allowed after BDAT"))
+        if self._rcpt_out_of_order():
             return None
         dsn = None
-        if self._dsn:
+        if not self.options.hide_dsn:
             notify = args.get("NOTIFY")
             orcpt = args.get("ORCPT")
             if notify is not None or orcpt is not None:
@@ -1107,17 +1076,9 @@ class ServerConnection:
                     return None
                 assert dsn is not None
                 dsn.orcpt = str(orcpt)
-        if self._max_rcpt and len(s.envelope.rcpt_to) >= self._max_rcpt:
-            if address.lower() not in (self._rcpt_index or ()):
-                self._error(R.TOO_MANY_RECIPIENTS)
-                return None
-        addr = Address(address, args, dsn)
-        self._pending_rcpt = addr
-        self._pause_for(W_RCPT)
-        if not self._rcpt_hook:
-            self.rcpt_to_result(None)
+        if self._rcpt_over_limit(address):
             return None
-        return RcptTo(addr)
+        return self._ask_rcpt(Address(address, args, dsn))
 
     # -- DATA ------------------------------------------------------------------
 
@@ -1346,17 +1307,14 @@ class ServerConnection:
             if address[:5].upper() == "IPV6:":
                 address = address[5:]
             try:
-                ip = ipaddress.ip_address(address)
+                values["ADDR"] = canonical_ip(address)
             except ValueError:
                 self._error(R.INVALID_ADDRESS)
                 return None
-            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-                ip = ip.ipv4_mapped
-            values["ADDR"] = str(ip)
         name = values.get("NAME")
         if name is not None:
             name = name.rstrip(".").lower()
-            if not _valid_hostname(name):
+            if not valid_hostname(name):
                 self._error(R.INVALID_HOSTNAME)
                 return None
             values["NAME"] = name
@@ -1406,11 +1364,7 @@ class ServerConnection:
         self._esc = 0
         self._reset_transaction()
         self._update_transmission_type()
-        proto = "LMTP" if self._lmtp else "ESMTP"
-        banner = self.options.banner
-        self._out.append(
-            format_reply(220, f"{self._name} {proto}" + (f" {banner}" if banner else ""))
-        )
+        self._out.append(self._greeting())
         return None
 
     def _xforward(self, arg: bytes, sp: int) -> None:
@@ -1477,7 +1431,7 @@ class ServerConnection:
             self._error(R.pair(501, "Error: syntax: AUTH mechanism [initial-response]"))
             return None
         method = parts[0].upper().decode("ascii", "replace")
-        if method not in self._auth_methods:
+        if method not in self.options.auth_methods:
             self._error(R.AUTH_UNKNOWN)
             return None
         if len(parts) > 2:
@@ -1489,7 +1443,7 @@ class ServerConnection:
             }[method]
             self._error(R.pair(501, usage))
             return None
-        exchange = SaslExchange(method, self._name)
+        exchange = SaslExchange(method, self.options.name)
         self._sasl = exchange
         return self._sasl_outcome(exchange.start(parts[1] if len(parts) == 2 else None))
 

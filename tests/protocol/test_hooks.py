@@ -94,6 +94,32 @@ def test_coroutine_awaiting_something_odd_fails_clearly() -> None:
     assert sync and now[0][1] is not None and now[0][1].check(TypeError)
 
 
+def test_awaitables_and_generator_coroutines_are_run() -> None:
+    """
+    A hook may return any awaitable (not only a native coroutine) or a
+    generator-based coroutine that yields Deferreds: both are run to the
+    end, now or later, like coroutines.
+    """
+    gate: Deferred[str] = Deferred()
+
+    class Waits:
+        def __await__(self) -> Any:
+            value = yield from gate
+            return value + "!"
+
+    sync, now, later = run(Waits)
+    assert (sync, now, later) == (False, [], [])
+    gate.callback("done")
+    assert later == [("done!", None)]
+
+    def generator_hook() -> Any:
+        value = yield succeed(20)
+        return value + 1
+
+    sync, now, later = run(generator_hook)
+    assert sync and now == [(21, None)] and later == []
+
+
 def test_default_hooks_are_skipped() -> None:
     """Hooks a handler does not override are None in the table (the server skips them)."""
 
