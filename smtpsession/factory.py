@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from smtpsession import tls
 from smtpsession._core.replies import format_reply
 from smtpsession._hooks import HookTable
+from smtpsession._tls_layer import TLSLayer, new_connection
 from smtpsession.options import SMTPServerOptions, is_trusted
 from smtpsession.protocol import SMTPServerProtocol
 
@@ -132,25 +133,37 @@ class SMTPServerFactory(ServerFactory):
     def tls_is_implicit(self, transport: Any) -> bool:
         return tls.is_implicit(transport)
 
-    def start_tls(self, transport: Any) -> None:
+    def _tls_creator(self) -> Any:
         if self._tls_context is None:
             raise RuntimeError(
                 "TLS requested (secure=True) but no certificate is configured "
                 "(tls_cert, tls_sni_dir, sni_options or tls_context)"
             )
-        transport.startTLS(self._tls_context)
+        return self._tls_context
 
-    def describe_tls(self, transport: Any, session: Session) -> None:
+    def tls_layer(self, proto: SMTPServerProtocol) -> TLSLayer | None:
+        """
+        Our own TLS layer for C{proto}, or C{None} if C{start_tls} must be
+        used instead (a creator that gives no pyOpenSSL connection).
+        """
+        connection = new_connection(self._tls_creator(), proto)
+        return None if connection is None else TLSLayer(connection)
+
+    def start_tls(self, transport: Any) -> None:
+        transport.startTLS(self._tls_creator())
+
+    def describe_tls(self, handle: Any, session: Session) -> None:
+        """Fill in the session's TLS fields from the OpenSSL connection."""
         creator = self._tls_context
         if isinstance(creator, tls.ServerTLS):
-            creator.describe(transport, session)
+            creator.describe(handle, session)
         else:
-            tls.describe(transport, session)
+            tls.describe(handle, session)
 
-    def client_certificate_ok(self, transport: Any, session: Session) -> bool:
+    def client_certificate_ok(self, handle: Any, session: Session) -> bool:
         creator = self._tls_context
         if isinstance(creator, tls.ServerTLS):
-            return creator.client_certificate_ok(transport)
+            return creator.client_certificate_ok(handle)
         return True
 
     def _make_authenticator(self) -> Any:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from OpenSSL import SSL
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -43,6 +44,7 @@ from smtpsession._core.events import (
 )
 from smtpsession._core.proxy import ProxyError, ProxyHeaderParser
 from smtpsession._hooks import call_hook
+from smtpsession._tls_layer import TLSLayer
 from smtpsession.errors import SMTPError
 from smtpsession.options import is_trusted
 from smtpsession.session import Session
@@ -124,6 +126,14 @@ def _tls_writer(transport: Any) -> Any:
     return tls_write
 
 
+def _ssl_reason(error: Exception) -> str:
+    """OpenSSL's reason for a TLS failure, in one line (never any data)."""
+    args = error.args[0] if error.args else None
+    if isinstance(args, list) and args and isinstance(args[-1], tuple):
+        return str(args[-1][-1])  # [(library, function, reason), ...]
+    return str(error) or type(error).__name__
+
+
 def new_session_id() -> str:
     """32 random characters from 0–9 and a–f (128 bits, from the OS CSPRNG)."""
     return os.urandom(16).hex()
@@ -169,6 +179,7 @@ class SMTPServerProtocol(Protocol):
         "_started",
         "_stream",
         "_timeout",
+        "_tls",
         "_tls_call",
         "_tls_pending",
         "_tls_writer",
@@ -206,6 +217,7 @@ class SMTPServerProtocol(Protocol):
         self._started = 0.0
         self._direct = False
         self._tls_writer: Any = None
+        self._tls: TLSLayer | None = None
         self._connect_called = False
         self._proxy: ProxyHeaderParser | None = None
 
@@ -280,9 +292,12 @@ class SMTPServerProtocol(Protocol):
         elif options.secure and not options.secured:
             self._start_tls("implicit")
             if early and not self._lost:
-                # The TLS layer now sits between the socket and us; hand it
-                # the bytes that arrived with the PROXY header.
-                transport.protocol.dataReceived(early)  # type: ignore[union-attr]
+                # Hand the TLS layer the bytes that arrived with the PROXY
+                # header (Twisted's layer, if used, sits in front of us).
+                if self._tls is not None:
+                    self.dataReceived(early)
+                else:
+                    transport.protocol.dataReceived(early)  # type: ignore[union-attr]
             return
         else:
             self._after_tls()
@@ -331,8 +346,60 @@ class SMTPServerProtocol(Protocol):
             # A large body is streaming in: read it in bigger bites (fewer
             # calls per byte); _end_body_reads puts the default back.
             self.transport.bufferSize = _BODY_READ_SIZE  # type: ignore[union-attr]
+        if self._tls is not None:
+            data = self._decrypt(data)
+            if not data:
+                return
         conn.receive_data(data)
         self._process()
+
+    def _decrypt(self, data: bytes) -> bytes:
+        """Ciphertext in, plaintext out; the handshake and TLS errors on the way."""
+        tls = self._tls
+        assert tls is not None
+        handshaking = not tls.established
+        try:
+            data = tls.receive(data)
+        except SSL.Error as e:
+            self._tls_failed(e)
+            return b""
+        # Handshake flights, and after it what OpenSSL answers by itself
+        # (a refused renegotiation, a key update): the client may wait for it.
+        out = tls.output()
+        if out:
+            self._send_raw(out)
+        if handshaking and tls.established:
+            self.handshakeCompleted()
+        if tls.peer_closed:
+            # close_notify: the client is done; answer in kind and hang up.
+            if data and not self._lost:
+                assert self._conn is not None
+                self._conn.receive_data(data)
+                self._process()
+            self._close()
+            return b""
+        return data
+
+    def _tls_failed(self, error: Exception) -> None:
+        """A failed handshake or a broken record: send OpenSSL's alert, close."""
+        tls = self._tls
+        assert tls is not None and self.session is not None
+        if self._tls_pending is not None:
+            self._tls_pending = None  # logged here, not again when the socket closes
+            what = "TLS handshake with {address} failed: {reason}"
+        else:
+            what = "TLS error from {address}: {reason}"
+        self.log.info(
+            "[{session_id}] " + what,
+            session_id=self.session.id,
+            address=self.session.remote_address,
+            reason=_ssl_reason(error),
+        )
+        tls.failed = True  # from now on nothing is written, not even in clear
+        out = tls.output()
+        if out:
+            self._send_raw(out)
+        self._close()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         if self._lost:
@@ -412,10 +479,13 @@ class SMTPServerProtocol(Protocol):
         )
 
     def _start_tls(self, kind: str) -> None:
-        self._direct = False
         self._expect_handshake(kind)
         try:
-            self.factory.start_tls(self.transport)
+            self._tls = self.factory.tls_layer(self)
+            if self._tls is None:
+                # Twisted's TLS layer: it becomes our transport.
+                self._direct = False
+                self.factory.start_tls(self.transport)
         except Exception:
             self.log.failure(
                 "[{session_id}] Could not start TLS",
@@ -444,10 +514,17 @@ class SMTPServerProtocol(Protocol):
         session = self.session
         assert session is not None and self._conn is not None
         session.secure = True
-        self._tls_writer = _tls_writer(self.transport)
-        self.factory.describe_tls(self.transport, session)
+        if self._tls is not None:
+            handle: Any = self._tls.connection
+        else:
+            self._tls_writer = _tls_writer(self.transport)
+            try:
+                handle = self.transport.getHandle()  # type: ignore[union-attr]
+            except Exception:
+                handle = None
+        self.factory.describe_tls(handle, session)
         self._conn.secure_changed()
-        if not self.factory.client_certificate_ok(self.transport, session):
+        if not self.factory.client_certificate_ok(handle, session):
             self._abort()
             return
         if kind == "implicit":
@@ -589,11 +666,20 @@ class SMTPServerProtocol(Protocol):
         socket does not take goes through C{transport.write} as usual, and
         from then on every write does, until the queue is empty again.
         """
+        tls = self._tls
+        if tls is not None:
+            data = tls.send(data)
+            if not data:
+                return
+        else:
+            tls_write = self._tls_writer
+            if tls_write is not None:
+                tls_write(data)
+                return
+        self._send_raw(data)
+
+    def _send_raw(self, data: bytes) -> None:
         t: Any = self.transport
-        tls_write = self._tls_writer
-        if tls_write is not None:
-            tls_write(data)
-            return
         if self._direct and not t.dataBuffer and not t._tempDataBuffer:
             if t.connected and not t.disconnecting:
                 sent = t.writeSomeData(data)
@@ -612,6 +698,11 @@ class SMTPServerProtocol(Protocol):
             data = conn.data_to_send()
             if data:
                 self._write(data)
+        tls = self._tls
+        if tls is not None and not tls.failed:
+            notify = tls.close()
+            if notify:
+                self._send_raw(notify)
         # A TLS transport waits for its producer to go away before it sends
         # close_notify and closes; without this a TLS session would only end
         # when the half-close timer below aborts it.

@@ -295,18 +295,17 @@ class ServerTLS:
             ctx = _lookup(self._directory.names, name)
         return ctx
 
-    def describe(self, transport: Any, session: Session) -> None:
+    def describe(self, handle: Any, session: Session) -> None:
         """Fill in the session's TLS fields, including the client certificate."""
-        handle = describe(transport, session)
-        if handle is None or not self._request_cert or session.tls_options is None:
+        if not describe(handle, session) or not self._request_cert:
             return
         cert = handle.get_peer_certificate(as_cryptography=True)
-        details: dict[str, Any] = dict(session.tls_options)
+        details: dict[str, Any] = dict(session.tls_options or {})
         details["peer_certificate"] = cert
         details["authorized"] = cert is not None and handle not in self._unverified
         session.tls_options = details
 
-    def client_certificate_ok(self, transport: Any) -> bool:
+    def client_certificate_ok(self, handle: Any) -> bool:
         """
         With C{reject_unauthorized}, whether the client's certificate
         verified.  OpenSSL already failed such handshakes; this is the
@@ -314,9 +313,7 @@ class ServerTLS:
         """
         if not self._reject:
             return True
-        try:
-            handle = transport.getHandle()
-        except Exception:
+        if handle is None:
             return False
         return handle.get_peer_certificate() is not None and handle not in self._unverified
 
@@ -510,23 +507,24 @@ def can_start_tls(transport: Any) -> bool:
     return ITLSTransport.providedBy(transport) and not is_implicit(transport)
 
 
-def describe(transport: Any, session: Session) -> Any:
+def describe(handle: Any, session: Session) -> bool:
     """
     Fill in C{session.tls_options} (C{name}: cipher, C{version}: protocol)
     and C{session.servername} (the SNI name the client asked for, in Unicode)
-    from the TLS connection.  Returns the OpenSSL connection, or C{None}.
+    from the OpenSSL connection C{handle}.  Returns whether it could.
     """
+    if handle is None:
+        return False
     try:
-        handle = transport.getHandle()
         name = handle.get_cipher_name()
         version = handle.get_protocol_version_name()
         servername = handle.get_servername()
     except Exception:
-        return None
+        return False
     session.tls_options = {"name": name, "version": version}
     if servername:
         session.servername = _unicode_name(servername)
-    return handle
+    return True
 
 
 def _unicode_name(raw: bytes) -> str:
