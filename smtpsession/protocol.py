@@ -18,6 +18,7 @@ all are clear.
 from __future__ import annotations
 
 import os
+from sys import intern
 from typing import TYPE_CHECKING, Any
 
 from OpenSSL import SSL
@@ -156,6 +157,11 @@ class SMTPServerProtocol(Protocol):
     # Slots keep a connection small: past 30 attributes an instance dict
     # stops sharing its keys and costs ~1.5 KB per idle client.
     __slots__ = (
+        # Twisted's Protocol has no slots: its three attributes are slots
+        # here too, or every connection would carry an instance dict.
+        "connected",
+        "factory",
+        "transport",
         "_again",
         "_clock",
         "_close_call",
@@ -191,6 +197,8 @@ class SMTPServerProtocol(Protocol):
 
     def __init__(self, factory: SMTPServerFactory) -> None:
         self.factory = factory
+        self.transport = None
+        self.connected = 0
         self.session: Session | None = None
         self._conn: ServerConnection | None = None
         self._hooks = factory.hooks
@@ -246,11 +254,13 @@ class SMTPServerProtocol(Protocol):
         peer = transport.getPeer()
         host = transport.getHost()
         session = Session(id=new_session_id())
-        session.remote_address = normalise_address(getattr(peer, "host", "") or "")
+        # Interned: every client of one listener (or behind one proxy)
+        # shares these strings instead of holding a copy each.
+        session.remote_address = intern(normalise_address(getattr(peer, "host", "") or ""))
         session.remote_port = getattr(peer, "port", 0) or 0
-        session.local_address = normalise_address(getattr(host, "host", "") or "")
+        session.local_address = intern(normalise_address(getattr(host, "host", "") or ""))
         session.local_port = getattr(host, "port", 0) or 0
-        session.client_hostname = f"[{session.remote_address}]"
+        session.client_hostname = intern(f"[{session.remote_address}]")
         if options.secured:
             session.secure = True
         self.session = session

@@ -230,7 +230,10 @@ class _Lazy:
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         if obj is None:
             return self
-        value = obj.__dict__[self.name] = self.factory()
+        value = self.factory()
+        # setattr, not obj.__dict__: touching __dict__ would make CPython
+        # build a real dict for the instance (~100 bytes per connection).
+        setattr(obj, self.name, value)
         return value
 
 
@@ -243,4 +246,7 @@ del _name, _factory, _lazy
 
 def reset_envelope(session: Session) -> None:
     """Start a new transaction: the next read of C{envelope} makes a fresh one."""
-    session.__dict__.pop("envelope", None)
+    try:
+        del session.envelope
+    except AttributeError:
+        pass  # never read since the last reset

@@ -1,0 +1,50 @@
+"""
+What an idle connection carries (the benchmark holds 10,000 of them after
+EHLO).  No timing or byte counts here: only the structural properties that
+keep the footprint small, each of which a refactoring could silently lose.
+"""
+
+from __future__ import annotations
+
+import gc
+
+from tests.protocol.harness import FakeServer
+
+
+def test_idle_connection_carries_no_instance_dicts() -> None:
+    """The protocol and the session materialise no __dict__ until a handler adds attributes."""
+    server = FakeServer()
+    conn = server.connect()
+    assert conn.send(b"EHLO client.example\r\n")[0].startswith("250")
+    proto = conn.proto
+    session = proto.session
+    assert session is not None
+    # Resetting the envelope at EHLO must not have built the session's dict.
+    assert not [r for r in gc.get_referents(session) if type(r) is dict]
+    # Every attribute of the protocol, Twisted's included, is in a slot.
+    assert vars(proto) == {}
+
+
+def test_connections_share_their_configuration() -> None:
+    """Settings fixed by the configuration live once per factory, not per connection."""
+    server = FakeServer()
+    a, b = server.connect(), server.connect("192.0.2.2")
+    ca, cb = a.proto._conn, b.proto._conn
+    assert type(ca) is type(cb)
+    assert "_commands" not in type(ca).__mro__[-2].__slots__
+    assert ca._commands is cb._commands
+    other = FakeServer(lmtp=True).connect(read_greeting=False).proto._conn
+    assert type(other) is not type(ca) and other._lmtp and not ca._lmtp
+
+
+def test_clients_share_address_and_name_strings() -> None:
+    """Two clients from one address, saying the same EHLO name, share those strings."""
+    server = FakeServer()
+    a, b = server.connect(), server.connect()
+    for c in (a, b):
+        c.send(b"EHLO Client.Example\r\n")
+    sa, sb = a.proto.session, b.proto.session
+    assert sa.remote_address is sb.remote_address
+    assert sa.client_hostname is sb.client_hostname
+    assert sa.host_name_appears_as == "client.example"
+    assert sa.host_name_appears_as is sb.host_name_appears_as
