@@ -1,6 +1,6 @@
 """
-TLS inside the SMTP protocol: one pyOpenSSL connection over memory BIOs,
-driven by L{smtpsession.protocol.SMTPServerProtocol} itself.
+TLS inside the SMTP protocol: a TLS engine over memory BIOs, driven by
+L{smtpsession.protocol.SMTPServerProtocol} itself.
 
 Why not C{transport.startTLS} (Twisted's C{TLSMemoryBIOProtocol})?  It puts
 a second protocol and a second transport between the socket and us, holds
@@ -12,24 +12,43 @@ C{tls50} workload that machinery cost more than the SMTP session itself
 of replies once, so here a batch becomes its TLS records and reaches the
 socket in the same call, and one read decrypts everything that arrived.
 
-The contexts (certificates, SNI, versions, client certificates) are still
-built by L{smtpsession.tls}; this module only moves bytes.  C{ssl:}/C{tls:}
+Two engines with one interface:
+
+  - L{StdlibLayer}, Python's C{ssl} module: what L{smtpsession.tls.ServerTLS}
+    uses unless client certificates are requested or the application gave
+    pyOpenSSL contexts.  Its calls are C functions, about three times
+    cheaper per record than pyOpenSSL's (cffi wrappers, an exception for
+    every empty read), and its BIOs say how much they hold.
+  - L{OpenSSLLayer}, pyOpenSSL: for everything else (client certificates
+    with a verification callback, application contexts).
+
+The contexts (certificates, SNI, versions, client certificates) are built
+by L{smtpsession.tls}; this module only moves bytes.  C{ssl:}/C{tls:}
 endpoints, where the transport is TLS before we see it, keep Twisted's layer.
 """
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 
-__all__ = ["TLSLayer", "new_connection"]
+__all__ = ["OpenSSLLayer", "StdlibLayer", "TLSFailure", "new_connection"]
 
-#: The largest plaintext of one TLS record: C{recv} returns at most one.
+#: The largest plaintext of one TLS record: a read returns at most one.
 _RECORD = 16384
-#: What one C{bio_read} asks for: a batch of replies or a handshake flight.
+#: What one pyOpenSSL C{bio_read} asks for: a batch of replies or a flight.
 _OUT = 65536
+
+
+class TLSFailure(Exception):
+    """The handshake failed or a record was bad; C{reason} is OpenSSL's word."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def new_connection(creator: Any, protocol: Any) -> SSL.Connection | None:
@@ -47,21 +66,29 @@ def new_connection(creator: Any, protocol: Any) -> SSL.Connection | None:
     return connection if isinstance(connection, SSL.Connection) else None
 
 
-class TLSLayer:
+class ServerSSLObject(ssl.SSLObject):
+    """An C{ssl.SSLObject} that remembers the SNI name the client asked for."""
+
+    #: Set by the SNI callback of L{smtpsession.tls.ServerTLS}.
+    servername: str | None = None
+
+
+class StdlibLayer:
     """
-    The server end of one TLS connection.
+    The server end of one TLS connection, on Python's C{ssl} module.
 
     L{receive} takes ciphertext and gives plaintext, L{send} the reverse;
     L{output} is what OpenSSL wants sent on its own (handshake flights,
-    alerts).  Errors are pyOpenSSL's C{SSL.Error}: the caller ends the
-    connection.
+    alerts).  Failures raise L{TLSFailure}: the caller ends the connection.
     """
 
-    __slots__ = ("connection", "established", "failed", "peer_closed")
+    __slots__ = ("_in", "_out", "established", "failed", "handle", "peer_closed")
 
-    def __init__(self, connection: SSL.Connection) -> None:
-        connection.set_accept_state()
-        self.connection = connection
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        #: The C{ssl.SSLObject} (what L{smtpsession.tls.describe} reads).
+        self.handle = context.wrap_bio(self._in, self._out, server_side=True)
         #: The handshake is complete.
         self.established = False
         #: The client sent close_notify: it will send nothing more.
@@ -71,12 +98,85 @@ class TLSLayer:
 
     def receive(self, data: bytes) -> bytes:
         """
-        Decrypt C{data} (any amount: partial records wait for the rest).
+        Decrypt C{data} (any amount: a partial record waits for the rest).
         Returns the plaintext, C{b""} while the handshake runs; when this
         call completes the handshake, L{established} turns true and
         L{output} holds the server's last flight.
         """
-        conn = self.connection
+        incoming = self._in
+        incoming.write(data)
+        obj = self.handle
+        chunks: list[bytes] = []
+        try:
+            if not self.established:
+                try:
+                    obj.do_handshake()
+                except ssl.SSLWantReadError:
+                    return b""
+                self.established = True
+            # The BIO says what it holds: no failed read to end the loop.
+            while incoming.pending:
+                chunk = obj.read(_RECORD)
+                if not chunk:  # close_notify
+                    self.peer_closed = True
+                    break
+                chunks.append(chunk)
+        except ssl.SSLWantReadError:
+            pass  # the rest of a record is still on its way
+        except ssl.SSLZeroReturnError:
+            self.peer_closed = True
+        except ssl.SSLError as e:
+            raise TLSFailure(e.reason or str(e)) from None
+        if len(chunks) == 1:
+            return chunks[0]  # usually one record per read
+        return b"".join(chunks)
+
+    def send(self, data: bytes) -> bytes:
+        """Encrypt C{data}; returns the records to write to the socket."""
+        if self.failed:
+            return b""
+        try:
+            self.handle.write(data)  # all of it: no partial writes here
+        except ssl.SSLError as e:
+            raise TLSFailure(e.reason or str(e)) from None
+        return self._out.read()
+
+    def output(self) -> bytes:
+        """Whatever OpenSSL has written and the socket has not had yet."""
+        out = self._out
+        return out.read() if out.pending else b""
+
+    def close(self) -> bytes:
+        """Our close_notify (if the connection is still usable), to send."""
+        try:
+            self.handle.unwrap()
+        except (ssl.SSLError, ValueError):
+            pass  # SSLWantReadError: the client's close_notify is not awaited
+        return self.output()
+
+
+class OpenSSLLayer:
+    """The same as L{StdlibLayer}, on a pyOpenSSL connection."""
+
+    __slots__ = ("established", "failed", "handle", "peer_closed")
+
+    def __init__(self, connection: SSL.Connection) -> None:
+        connection.set_accept_state()
+        #: The C{SSL.Connection} (what L{smtpsession.tls.describe} reads).
+        self.handle = connection
+        self.established = False
+        self.peer_closed = False
+        self.failed = False
+
+    def receive(self, data: bytes) -> bytes:
+        """See L{StdlibLayer.receive}."""
+        try:
+            return self._receive(data)
+        except SSL.Error as e:
+            raise TLSFailure(_openssl_reason(e)) from None
+
+    def _receive(self, data: bytes) -> bytes:
+        conn = self.handle
         conn.bio_write(data)
         if not self.established:
             try:
@@ -92,7 +192,6 @@ class TLSLayer:
         except SSL.ZeroReturnError:
             self.peer_closed = True
             return b""
-        # Usually one record per read; a body streaming in brings many.
         chunks = [first]
         while True:
             try:
@@ -105,20 +204,23 @@ class TLSLayer:
         return first if len(chunks) == 1 else b"".join(chunks)
 
     def send(self, data: bytes) -> bytes:
-        """Encrypt C{data}; returns the records to write to the socket."""
+        """See L{StdlibLayer.send}."""
         if self.failed:
             return b""
-        conn = self.connection
-        sent = conn.send(data)
-        while sent < len(data):
-            # pyOpenSSL enables partial writes: one record at a time.
-            data = data[sent:]
+        conn = self.handle
+        try:
             sent = conn.send(data)
+            while sent < len(data):
+                # pyOpenSSL enables partial writes: one record at a time.
+                data = data[sent:]
+                sent = conn.send(data)
+        except SSL.Error as e:
+            raise TLSFailure(_openssl_reason(e)) from None
         return self.output()
 
     def output(self) -> bytes:
-        """Whatever OpenSSL has written and the socket has not had yet."""
-        read = self.connection.bio_read
+        """See L{StdlibLayer.output}."""
+        read = self.handle.bio_read
         try:
             chunk = read(_OUT)
         except SSL.WantReadError:
@@ -135,9 +237,17 @@ class TLSLayer:
         return b"".join(chunks)
 
     def close(self) -> bytes:
-        """Our close_notify (if the connection is still usable), to send."""
+        """See L{StdlibLayer.close}."""
         try:
-            self.connection.shutdown()
+            self.handle.shutdown()
         except SSL.Error:
             pass
         return self.output()
+
+
+def _openssl_reason(error: Exception) -> str:
+    """pyOpenSSL's reason for a failure, in one line (never any data)."""
+    args = error.args[0] if error.args else None
+    if isinstance(args, list) and args and isinstance(args[-1], tuple):
+        return str(args[-1][-1])  # [(library, function, reason), ...]
+    return str(error) or type(error).__name__

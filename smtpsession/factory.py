@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from smtpsession import tls
 from smtpsession._core.replies import format_reply
 from smtpsession._hooks import HookTable
-from smtpsession._tls_layer import TLSLayer, new_connection
+from smtpsession._tls_layer import OpenSSLLayer, StdlibLayer, new_connection
 from smtpsession.options import SMTPServerOptions, is_trusted
 from smtpsession.protocol import SMTPServerProtocol
 
@@ -141,13 +141,16 @@ class SMTPServerFactory(ServerFactory):
             )
         return self._tls_context
 
-    def tls_layer(self, proto: SMTPServerProtocol) -> TLSLayer | None:
+    def tls_layer(self, proto: SMTPServerProtocol) -> StdlibLayer | OpenSSLLayer | None:
         """
         Our own TLS layer for C{proto}, or C{None} if C{start_tls} must be
         used instead (a creator that gives no pyOpenSSL connection).
         """
-        connection = new_connection(self._tls_creator(), proto)
-        return None if connection is None else TLSLayer(connection)
+        creator = self._tls_creator()
+        if isinstance(creator, tls.ServerTLS):
+            return creator.new_layer()
+        connection = new_connection(creator, proto)
+        return None if connection is None else OpenSSLLayer(connection)
 
     def start_tls(self, transport: Any) -> None:
         transport.startTLS(self._tls_creator())

@@ -21,7 +21,6 @@ import os
 from sys import intern
 from typing import TYPE_CHECKING, Any
 
-from OpenSSL import SSL
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -45,7 +44,7 @@ from smtpsession._core.events import (
 )
 from smtpsession._core.proxy import ProxyError, ProxyHeaderParser
 from smtpsession._hooks import call_hook
-from smtpsession._tls_layer import TLSLayer
+from smtpsession._tls_layer import OpenSSLLayer, StdlibLayer, TLSFailure
 from smtpsession.errors import SMTPError
 from smtpsession.options import is_trusted
 from smtpsession.session import Session
@@ -125,14 +124,6 @@ def _tls_writer(transport: Any) -> Any:
             tcp.doWrite()
 
     return tls_write
-
-
-def _ssl_reason(error: Exception) -> str:
-    """OpenSSL's reason for a TLS failure, in one line (never any data)."""
-    args = error.args[0] if error.args else None
-    if isinstance(args, list) and args and isinstance(args[-1], tuple):
-        return str(args[-1][-1])  # [(library, function, reason), ...]
-    return str(error) or type(error).__name__
 
 
 def new_session_id() -> str:
@@ -225,7 +216,7 @@ class SMTPServerProtocol(Protocol):
         self._started = 0.0
         self._direct = False
         self._tls_writer: Any = None
-        self._tls: TLSLayer | None = None
+        self._tls: StdlibLayer | OpenSSLLayer | None = None
         self._connect_called = False
         self._proxy: ProxyHeaderParser | None = None
 
@@ -370,8 +361,8 @@ class SMTPServerProtocol(Protocol):
         handshaking = not tls.established
         try:
             data = tls.receive(data)
-        except SSL.Error as e:
-            self._tls_failed(e)
+        except TLSFailure as e:
+            self._tls_failed(e.reason)
             return b""
         # Handshake flights, and after it what OpenSSL answers by itself
         # (a refused renegotiation, a key update): the client may wait for it.
@@ -390,7 +381,7 @@ class SMTPServerProtocol(Protocol):
             return b""
         return data
 
-    def _tls_failed(self, error: Exception) -> None:
+    def _tls_failed(self, reason: str) -> None:
         """A failed handshake or a broken record: send OpenSSL's alert, close."""
         tls = self._tls
         assert tls is not None and self.session is not None
@@ -403,7 +394,7 @@ class SMTPServerProtocol(Protocol):
             "[{session_id}] " + what,
             session_id=self.session.id,
             address=self.session.remote_address,
-            reason=_ssl_reason(error),
+            reason=reason,
         )
         tls.failed = True  # from now on nothing is written, not even in clear
         out = tls.output()
@@ -525,7 +516,7 @@ class SMTPServerProtocol(Protocol):
         assert session is not None and self._conn is not None
         session.secure = True
         if self._tls is not None:
-            handle: Any = self._tls.connection
+            handle: Any = self._tls.handle
         else:
             self._tls_writer = _tls_writer(self.transport)
             try:
@@ -678,7 +669,11 @@ class SMTPServerProtocol(Protocol):
         """
         tls = self._tls
         if tls is not None:
-            data = tls.send(data)
+            try:
+                data = tls.send(data)
+            except TLSFailure as e:
+                self._tls_failed(e.reason)
+                return
             if not data:
                 return
         else:

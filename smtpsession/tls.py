@@ -30,6 +30,7 @@ Only public pyOpenSSL, cryptography and Twisted APIs are used.
 from __future__ import annotations
 
 import os
+import ssl
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -44,6 +45,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
+from smtpsession._tls_layer import OpenSSLLayer, ServerSSLObject, StdlibLayer
 from smtpsession.options import SMTPServerOptions
 from smtpsession.session import Session
 
@@ -66,6 +68,23 @@ _VERSIONS = {
     "TLSv1.2": SSL.TLS1_2_VERSION,
     "TLSv1.3": SSL.TLS1_3_VERSION,
 }
+
+_STDLIB_VERSIONS = {
+    "TLSv1": ssl.TLSVersion.TLSv1,
+    "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
+    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+}
+
+_STDLIB_OPTIONS = (
+    ssl.OP_NO_COMPRESSION
+    | ssl.OP_CIPHER_SERVER_PREFERENCE
+    | ssl.OP_SINGLE_ECDH_USE
+    | ssl.OP_NO_RENEGOTIATION
+)
+
+#: A context of either engine (see L{ServerTLS}).
+_Context = Any
 
 _OPTIONS = (
     SSL.OP_NO_SSLv2
@@ -95,15 +114,19 @@ class TLSConfigurationError(ValueError):
 class _Identity:
     """A private key, its certificate chain, and the DNS names it serves."""
 
-    __slots__ = ("chain", "key", "names")
+    __slots__ = ("chain", "key", "names", "paths")
 
-    def __init__(self, key: Any, chain: list[x509.Certificate]) -> None:
+    def __init__(self, key: Any, chain: list[x509.Certificate], paths: tuple[str, str]) -> None:
         self.key = key
         self.chain = chain
         self.names = _certificate_names(chain[0])
+        #: The certificate and key files (Python's ssl module loads files).
+        self.paths = paths
 
 
-def _load_identity(cert_pem: bytes, key_pem: bytes, where: str) -> _Identity:
+def _load_identity(
+    cert_pem: bytes, key_pem: bytes, where: str, paths: tuple[str, str]
+) -> _Identity:
     """Parse a certificate chain and its key (both PEM; may be one file)."""
     try:
         chain = x509.load_pem_x509_certificates(cert_pem)
@@ -115,7 +138,7 @@ def _load_identity(cert_pem: bytes, key_pem: bytes, where: str) -> _Identity:
         raise TLSConfigurationError(
             f"{where}: no usable PEM private key (encrypted keys are not supported): {e}"
         ) from None
-    return _Identity(key, chain)
+    return _Identity(key, chain, paths)
 
 
 def _certificate_names(cert: x509.Certificate) -> list[str]:
@@ -155,7 +178,7 @@ def normalise_server_name(name: str | bytes) -> str:
     return ".".join(labels)
 
 
-def _lookup(table: Mapping[str, SSL.Context], name: str) -> SSL.Context | None:
+def _lookup(table: Mapping[str, _Context], name: str) -> _Context | None:
     """Exact name first, then the wildcard one level up."""
     ctx = table.get(name)
     if ctx is None and "." in name:
@@ -178,11 +201,11 @@ class _PEMDirectory:
     certificate renewal may be half-written), and forgets deleted files.
     """
 
-    def __init__(self, path: str, build: Callable[[_Identity], SSL.Context]) -> None:
+    def __init__(self, path: str, build: Callable[[_Identity], _Context]) -> None:
         self.path = path
         self._build = build
-        self._files: dict[str, tuple[tuple[int, int], list[str], SSL.Context]] = {}
-        self.names: dict[str, SSL.Context] = {}
+        self._files: dict[str, tuple[tuple[int, int], list[str], _Context]] = {}
+        self.names: dict[str, _Context] = {}
         if not os.path.isdir(path):
             raise TLSConfigurationError(f"tls_sni_dir {path!r} is not a directory")
         self.refresh()
@@ -205,14 +228,14 @@ class _PEMDirectory:
                     continue
                 with open(path, "rb") as f:
                     pem = f.read()
-                identity = _load_identity(pem, pem, path)
+                identity = _load_identity(pem, pem, path, (path, path))
                 files[path] = (stamp, identity.names, self._build(identity))
             except (OSError, ValueError, SSL.Error) as e:
                 log.error("Skipping SNI certificate {path}: {error}", path=path, error=e)
                 if old is not None:
                     files[path] = old
         self._files = files
-        names: dict[str, SSL.Context] = {}
+        names: dict[str, _Context] = {}
         for _when, file_names, ctx in files.values():
             for name in file_names:
                 names.setdefault(name, ctx)
@@ -241,9 +264,15 @@ class ServerTLS:
         options: SMTPServerOptions,
         *,
         clock: Callable[[], float] = time.monotonic,
+        engine: str | None = None,
     ) -> None:
         self._options = options
         self._clock = clock
+        stdlib_ok = stdlib_engine_fits(options)
+        if engine not in (None, "stdlib", "openssl") or (engine == "stdlib" and not stdlib_ok):
+            raise ValueError(f"TLS engine {engine!r} cannot serve these options")
+        #: Python's ssl module (cheaper per record) unless something needs pyOpenSSL.
+        self.engine = engine or ("stdlib" if stdlib_ok else "openssl")
         self._min_version = _VERSIONS[options.tls_min_version]
         self._ciphers = options.tls_ciphers
         self._request_cert = options.request_cert or options.reject_unauthorized
@@ -269,11 +298,23 @@ class ServerTLS:
 
     def serverConnectionForTLS(self, protocol: TLSMemoryBIOProtocol) -> SSL.Connection:
         """A new server-side OpenSSL connection (Twisted calls this)."""
+        if self.engine != "openssl":
+            raise TypeError("this ServerTLS uses Python's ssl module: call new_layer()")
+        self._maybe_refresh()
+        return SSL.Connection(self._base)
+
+    def new_layer(self) -> StdlibLayer | OpenSSLLayer:
+        """The TLS layer for a new connection (the protocol calls this)."""
+        self._maybe_refresh()
+        if self.engine == "stdlib":
+            return StdlibLayer(self._base)
+        return OpenSSLLayer(SSL.Connection(self._base))
+
+    def _maybe_refresh(self) -> None:
         now = self._clock()
         if now - self._checked >= RELOAD_INTERVAL:
             self._checked = now
             self._refresh()
-        return SSL.Connection(self._base)
 
     # -- what the protocol asks ---------------------------------------------
 
@@ -282,7 +323,7 @@ class ServerTLS:
         """Whether any SNI name is configured."""
         return bool(self._static) or (self._directory is not None and bool(self._directory.names))
 
-    def context_for(self, servername: bytes | str | None) -> SSL.Context | None:
+    def context_for(self, servername: bytes | str | None) -> _Context | None:
         """The context serving C{servername}, or C{None} for the default."""
         if not servername:
             return None
@@ -319,8 +360,35 @@ class ServerTLS:
 
     # -- contexts --------------------------------------------------------------
 
-    def _context(self, identity: _Identity | None) -> SSL.Context:
+    def _context(self, identity: _Identity | None) -> _Context:
         """A context with this server's settings and C{identity}'s certificate."""
+        if self.engine == "stdlib":
+            return self._stdlib_context(identity)
+        return self._openssl_context(identity)
+
+    def _stdlib_context(self, identity: _Identity | None) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = _STDLIB_VERSIONS[self._options.tls_min_version]
+        ctx.options |= _STDLIB_OPTIONS
+        ctx.sslobject_class = ServerSSLObject
+        if self._ciphers:
+            try:
+                ctx.set_ciphers(self._ciphers)
+            except ssl.SSLError:
+                raise TLSConfigurationError(
+                    f"tls_ciphers {self._ciphers!r} selects no usable cipher"
+                ) from None
+        if identity is not None:
+            cert_path, key_path = identity.paths
+            try:
+                ctx.load_cert_chain(cert_path, key_path)
+            except ssl.SSLError:
+                raise TLSConfigurationError(
+                    "the private key does not match the certificate"
+                ) from None
+        return ctx
+
+    def _openssl_context(self, identity: _Identity | None) -> SSL.Context:
         ctx = SSL.Context(SSL.TLS_METHOD)
         ctx.set_min_proto_version(self._min_version)
         ctx.set_options(_OPTIONS)
@@ -372,12 +440,26 @@ class ServerTLS:
 
         ctx.set_verify(mode, verify)
 
-    def _base_context(self) -> SSL.Context:
+    def _base_context(self) -> _Context:
         """The context every connection starts with: default certificate + SNI."""
         ctx = self._context(self._default)
-        if self._static or self._directory is not None:
+        if self.engine == "stdlib":
+            # Always: Python's ssl module tells the name only to this callback.
+            ctx.sni_callback = self._stdlib_servername
+        elif self._static or self._directory is not None:
             ctx.set_tlsext_servername_callback(self._servername)
         return ctx
+
+    def _stdlib_servername(self, obj: Any, name: str | None, ctx: ssl.SSLContext) -> None:
+        # Called by OpenSSL inside the handshake: must never raise.
+        try:
+            obj.servername = name
+            if name and (self._static or self._directory is not None):
+                other = self.context_for(name)
+                if other is not None:
+                    obj.context = other
+        except Exception:
+            log.failure("SNI lookup failed")
 
     def _servername(self, connection: SSL.Connection) -> None:
         # Called by OpenSSL inside the handshake: must never raise.
@@ -388,7 +470,7 @@ class ServerTLS:
         except Exception:
             log.failure("SNI lookup failed")
 
-    def _static_names(self, sni: Mapping[str, Any]) -> dict[str, SSL.Context]:
+    def _static_names(self, sni: Mapping[str, Any]) -> dict[str, _Context]:
         out = {}
         for name, value in sni.items():
             try:
@@ -398,7 +480,7 @@ class ServerTLS:
             out[key] = self._static_context(name, value)
         return out
 
-    def _static_context(self, name: str, value: Any) -> SSL.Context:
+    def _static_context(self, name: str, value: Any) -> _Context:
         if isinstance(value, SSL.Context):
             return value
         if hasattr(value, "getContext"):  # CertificateOptions and friends
@@ -474,7 +556,7 @@ def _read_identity(cert_path: str, key_path: str) -> _Identity:
         raise TLSConfigurationError(
             f"cannot read {e.filename or cert_path}: {e.strerror}"
         ) from None
-    return _load_identity(cert_pem, key_pem, cert_path)
+    return _load_identity(cert_pem, key_pem, cert_path, (cert_path, key_path))
 
 
 # ---------------------------------------------------------------------------
@@ -497,6 +579,21 @@ def build_context(options: SMTPServerOptions) -> Any:
     return ServerTLS(options)
 
 
+def stdlib_engine_fits(options: SMTPServerOptions) -> bool:
+    """
+    Whether Python's ssl module can serve these options: not when client
+    certificates are requested (accepting an unverified one and reporting
+    it needs pyOpenSSL's verify callback) nor when the application gave
+    pyOpenSSL contexts.
+    """
+    if options.tls_context is not None or options.request_cert or options.reject_unauthorized:
+        return False
+    for value in (options.sni_options or {}).values():
+        if not isinstance(value, str | os.PathLike | tuple | list):
+            return False
+    return True
+
+
 def is_implicit(transport: Any) -> bool:
     """Whether the transport itself is TLS (an C{ssl:}/C{tls:} endpoint)."""
     return isinstance(transport, TLSMemoryBIOProtocol)
@@ -515,6 +612,15 @@ def describe(handle: Any, session: Session) -> bool:
     """
     if handle is None:
         return False
+    if isinstance(handle, ssl.SSLObject):
+        cipher = handle.cipher()
+        if cipher is None:
+            return False
+        session.tls_options = {"name": cipher[0], "version": handle.version()}
+        sni = getattr(handle, "servername", None)
+        if sni:
+            session.servername = _unicode_name(sni.encode("ascii", "replace"))
+        return True
     try:
         name = handle.get_cipher_name()
         version = handle.get_protocol_version_name()

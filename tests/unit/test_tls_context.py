@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +36,45 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> CA:
     return make_ca(tmp_path_factory.mktemp("ca"))
 
 
-def fingerprint(ctx: SSL.Context) -> bytes:
+@pytest.fixture(params=["stdlib", "openssl"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on both TLS engines."""
+    return str(request.param)
+
+
+def fingerprint(ctx: Any) -> bytes:
     """The SHA-256 fingerprint of the certificate a context serves."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    if isinstance(ctx, ssl.SSLContext):
+        # Python's ssl module cannot list a context's certificate: shake hands.
+        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        client.check_hostname = False
+        client.verify_mode = ssl.CERT_NONE
+        bios = [ssl.MemoryBIO() for _ in range(4)]
+        server_end = ctx.wrap_bio(bios[0], bios[1], server_side=True)
+        client_end = client.wrap_bio(bios[2], bios[3])
+        for _ in range(5):
+            for end in (client_end, server_end):
+                try:
+                    end.do_handshake()
+                except ssl.SSLWantReadError:
+                    pass
+            bios[0].write(bios[3].read())
+            bios[2].write(bios[1].read())
+        der = client_end.getpeercert(binary_form=True)
+        assert der is not None
+        return x509.load_der_x509_certificate(der).fingerprint(hashes.SHA256())
     conn = SSL.Connection(ctx)
     cert = conn.get_certificate(as_cryptography=True)
     assert cert is not None
-    from cryptography.hazmat.primitives import hashes
-
     return cert.fingerprint(hashes.SHA256())
 
 
-def base_context(server: ServerTLS) -> SSL.Context:
-    return server.serverConnectionForTLS(None).get_context()  # type: ignore[arg-type]
+def base_context(server: ServerTLS) -> Any:
+    handle = server.new_layer().handle
+    return handle.context if isinstance(handle, ssl.SSLObject) else handle.get_context()
 
 
 def bump_mtime(path: Path) -> None:
@@ -77,15 +105,35 @@ def test_normalise_server_name() -> None:
         normalise_server_name(" . ")
 
 
-def test_context_settings(ca: CA) -> None:
+def test_context_settings(ca: CA, engine: str) -> None:
     """The context refuses renegotiation and compression and honours the minimum version."""
     ident = ca.issue("s1", ["a.example"])
-    server = ServerTLS(SMTPServerOptions(name="m", tls_cert=str(ident.combined)))
-    conn = server.serverConnectionForTLS(None)  # type: ignore[arg-type]
-    current = conn.set_options(0)
-    for flag in (SSL.OP_NO_RENEGOTIATION, SSL.OP_NO_COMPRESSION, SSL.OP_CIPHER_SERVER_PREFERENCE):
-        assert current & flag
-    assert fingerprint(conn.get_context()) == ident.fingerprint
+    server = ServerTLS(
+        SMTPServerOptions(name="m", tls_cert=str(ident.combined), tls_min_version="TLSv1.3"),
+        engine=engine,
+    )
+    ctx = base_context(server)
+    if engine == "stdlib":
+        for flag in (ssl.OP_NO_RENEGOTIATION, ssl.OP_NO_COMPRESSION, ssl.OP_CIPHER_SERVER_PREFERENCE):
+            assert ctx.options & flag
+        assert ctx.minimum_version == ssl.TLSVersion.TLSv1_3
+    else:
+        current = server.serverConnectionForTLS(None).set_options(0)  # type: ignore[arg-type]
+        for flag in (SSL.OP_NO_RENEGOTIATION, SSL.OP_NO_COMPRESSION, SSL.OP_CIPHER_SERVER_PREFERENCE):
+            assert current & flag
+    assert fingerprint(ctx) == ident.fingerprint
+
+
+def test_engine_choice(ca: CA) -> None:
+    """Python's ssl module unless client certificates or pyOpenSSL contexts need pyOpenSSL."""
+    ident = str(ca.issue("e1", ["e.example"]).combined)
+    assert ServerTLS(SMTPServerOptions(name="m", tls_cert=ident)).engine == "stdlib"
+    for kw in ({"request_cert": True}, {"reject_unauthorized": True},
+               {"sni_options": {"x.example": SSL.Context(SSL.TLS_METHOD)}}):
+        server = ServerTLS(SMTPServerOptions(name="m", tls_cert=ident, **kw))
+        assert server.engine == "openssl", kw
+    with pytest.raises(ValueError):
+        ServerTLS(SMTPServerOptions(name="m", tls_cert=ident, request_cert=True), engine="stdlib")
 
 
 def test_separate_key_file_and_mismatch(ca: CA) -> None:
@@ -143,7 +191,7 @@ def test_tls_context_passed_through() -> None:
     assert tls.build_context(SMTPServerOptions(name="m", tls_context=marker)) is marker
 
 
-def test_sni_map_lookup(ca: CA) -> None:
+def test_sni_map_lookup(ca: CA, engine: str) -> None:
     """The map serves exact names, wildcards one level deep, and IDNs."""
     a = ca.issue("a", ["a.example"])
     w = ca.issue("w", ["*.w.example"])
@@ -156,7 +204,8 @@ def test_sni_map_lookup(ca: CA) -> None:
                 "*.w.example": (str(w.cert), str(w.key)),
                 "bücher.example": str(i.combined),
             },
-        )
+        ),
+        engine=engine,
     )
     assert server.has_names
     assert fingerprint(server.context_for(b"a.example")) == a.fingerprint  # type: ignore[arg-type]
@@ -169,7 +218,7 @@ def test_sni_map_lookup(ca: CA) -> None:
 
 
 def test_sni_directory_is_read_only_when_a_reload_is_due(
-    ca: CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ca: CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
 ) -> None:
     """
     Unknown names cost a dictionary lookup: the directory is scanned at most
@@ -186,29 +235,33 @@ def test_sni_directory_is_read_only_when_a_reload_is_due(
     monkeypatch.setattr(tls._PEMDirectory, "refresh", lambda self: scans(self))
     monkeypatch.setattr(tls, "_load_identity", parses)
     clock = Clock()
-    server = ServerTLS(SMTPServerOptions(name="m", tls_sni_dir=str(directory)), clock=clock)
+    server = ServerTLS(
+        SMTPServerOptions(name="m", tls_sni_dir=str(directory)), clock=clock, engine=engine
+    )
     assert (scans.calls, parses.calls) == (1, 1)
 
     for i in range(1000):
         assert server.context_for(f"nobody{i}.example".encode()) is None
-        server.serverConnectionForTLS(None)  # type: ignore[arg-type]
+        server.new_layer()
     assert (scans.calls, parses.calls) == (1, 1)
 
     shutil.copy(b.combined, directory / "b.pem")
     assert server.context_for(b"b.example") is None  # not before the interval
     clock.now += tls.RELOAD_INTERVAL
-    server.serverConnectionForTLS(None)  # type: ignore[arg-type]
+    server.new_layer()
     assert (scans.calls, parses.calls) == (2, 2)  # a.pem was not parsed again
     assert fingerprint(server.context_for(b"b.example")) == b.fingerprint  # type: ignore[arg-type]
 
     (directory / "a.pem").unlink()
     clock.now += tls.RELOAD_INTERVAL
-    server.serverConnectionForTLS(None)  # type: ignore[arg-type]
+    server.new_layer()
     assert server.context_for(b"a.example") is None
     assert server.context_for(b"b.example") is not None
 
 
-def test_half_written_file_keeps_the_old_certificate(ca: CA, tmp_path: Path) -> None:
+def test_half_written_file_keeps_the_old_certificate(
+    ca: CA, tmp_path: Path, engine: str
+) -> None:
     """A file that stops parsing (a renewal in progress) keeps serving the old version."""
     a = ca.issue("a", ["a.example"])
     directory = tmp_path / "sni"
@@ -216,21 +269,25 @@ def test_half_written_file_keeps_the_old_certificate(ca: CA, tmp_path: Path) -> 
     target = directory / "a.pem"
     shutil.copy(a.combined, target)
     clock = Clock()
-    server = ServerTLS(SMTPServerOptions(name="m", tls_sni_dir=str(directory)), clock=clock)
+    server = ServerTLS(
+        SMTPServerOptions(name="m", tls_sni_dir=str(directory)), clock=clock, engine=engine
+    )
     target.write_bytes(a.combined.read_bytes()[:100])
     clock.now += tls.RELOAD_INTERVAL
-    server.serverConnectionForTLS(None)  # type: ignore[arg-type]
+    server.new_layer()
     assert fingerprint(server.context_for(b"a.example")) == a.fingerprint  # type: ignore[arg-type]
 
 
-def test_default_certificate_reload(ca: CA, tmp_path: Path) -> None:
+def test_default_certificate_reload(ca: CA, tmp_path: Path, engine: str) -> None:
     """The default certificate is re-read when its file changes, after the interval."""
     a = ca.issue("a", ["a.example"])
     b = ca.issue("b", ["b.example"])
     current = tmp_path / "current.pem"
     shutil.copy(a.combined, current)
     clock = Clock()
-    server = ServerTLS(SMTPServerOptions(name="m", tls_cert=str(current)), clock=clock)
+    server = ServerTLS(
+        SMTPServerOptions(name="m", tls_cert=str(current)), clock=clock, engine=engine
+    )
     assert fingerprint(base_context(server)) == a.fingerprint
     shutil.copy(b.combined, current)
     bump_mtime(current)

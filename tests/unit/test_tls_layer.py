@@ -1,8 +1,8 @@
 """
-The protocol's own TLS layer (smtpsession._tls_layer) against a different
-TLS implementation: Python's ssl module over memory BIOs, without sockets.
-First the layer alone, then the protocol on a StringTransport doing
-STARTTLS and implicit TLS through it (Twisted's startTLS must not be used).
+The protocol's own TLS layer (smtpsession._tls_layer), both engines, against
+a client on Python's ssl module over memory BIOs, without sockets.  First the
+layers alone, then the protocol on a StringTransport doing STARTTLS and
+implicit TLS through them (Twisted's startTLS must not be used).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from zope.interface import implementer
 
 from smtpsession import Handler, SMTPServerOptions
-from smtpsession._tls_layer import TLSLayer, new_connection
+from smtpsession._tls_layer import OpenSSLLayer, StdlibLayer, TLSFailure, new_connection
 from smtpsession.factory import SMTPServerFactory
-from smtpsession.tls import ServerTLS
+from smtpsession.session import Session
+from smtpsession.tls import ServerTLS, describe
 from tests.tlsutil import CA, Identity, client_context, make_ca
 
 
@@ -72,7 +73,15 @@ class Client:
             out += chunk
 
 
-def handshake(layer: TLSLayer, client: Client) -> None:
+Layer = StdlibLayer | OpenSSLLayer
+
+
+@pytest.fixture(params=["stdlib", "openssl"])
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def handshake(layer: Layer, client: Client) -> None:
     data = client.step()
     for _ in range(10):
         assert layer.receive(data) == b""
@@ -85,20 +94,23 @@ def handshake(layer: TLSLayer, client: Client) -> None:
     raise AssertionError("handshake did not finish")
 
 
-def server_layer(identity: Identity) -> TLSLayer:
-    creator = ServerTLS(SMTPServerOptions(name="mx", tls_cert=str(identity.combined)))
-    connection = new_connection(creator, None)
-    assert connection is not None
-    return TLSLayer(connection)
+def server_layer(identity: Identity, engine: str) -> Layer:
+    options = SMTPServerOptions(name="mx", tls_cert=str(identity.combined))
+    return ServerTLS(options, engine=engine).new_layer()
 
 
 @pytest.mark.parametrize("tls13", [True, False], ids=["TLSv1.3", "TLSv1.2"])
-def test_round_trip(pki: tuple[CA, Identity], tls13: bool) -> None:
+def test_round_trip(pki: tuple[CA, Identity], tls13: bool, engine: str) -> None:
     """Handshake, then plaintext both ways, batched and in pieces."""
     ca, identity = pki
-    layer, client = server_layer(identity), Client(ca, tls13)
+    layer, client = server_layer(identity, engine), Client(ca, tls13)
+    assert type(layer) is (StdlibLayer if engine == "stdlib" else OpenSSLLayer)
     handshake(layer, client)
-    assert layer.connection.get_protocol_version_name() == ("TLSv1.3" if tls13 else "TLSv1.2")
+    session = Session(id="x")
+    assert describe(layer.handle, session)
+    assert session.tls_options is not None
+    assert session.tls_options["version"] == ("TLSv1.3" if tls13 else "TLSv1.2")
+    assert session.servername == "mx.example.test"
     records = client.send(b"EHLO a\r\n") + client.send(b"MAIL FROM:<a@b>\r\n")
     # Split mid-record: nothing comes out until the record is whole.
     assert layer.receive(records[:5]) == b""
@@ -110,18 +122,18 @@ def test_round_trip(pki: tuple[CA, Identity], tls13: bool) -> None:
     assert layer.receive(body) == big
 
 
-def test_garbage_is_an_error(pki: tuple[CA, Identity]) -> None:
+def test_garbage_is_an_error(pki: tuple[CA, Identity], engine: str) -> None:
     """Plaintext where a ClientHello belongs fails the handshake with an alert."""
-    layer = server_layer(pki[1])
-    with pytest.raises(SSL.Error):
+    layer = server_layer(pki[1], engine)
+    with pytest.raises(TLSFailure):
         layer.receive(b"EHLO plaintext\r\n" * 4)
     assert not layer.established
 
 
-def test_close_notify(pki: tuple[CA, Identity]) -> None:
+def test_close_notify(pki: tuple[CA, Identity], engine: str) -> None:
     """The client's close_notify is noticed; data before it is kept."""
     ca, identity = pki
-    layer, client = server_layer(identity), Client(ca)
+    layer, client = server_layer(identity, engine), Client(ca)
     handshake(layer, client)
     data = client.send(b"QUIT\r\n")
     try:
@@ -134,9 +146,9 @@ def test_close_notify(pki: tuple[CA, Identity]) -> None:
     assert layer.close()  # our close_notify
 
 
-def test_failed_layer_sends_nothing(pki: tuple[CA, Identity]) -> None:
+def test_failed_layer_sends_nothing(pki: tuple[CA, Identity], engine: str) -> None:
     ca, identity = pki
-    layer, client = server_layer(identity), Client(ca)
+    layer, client = server_layer(identity, engine), Client(ca)
     handshake(layer, client)
     layer.failed = True
     assert layer.send(b"250 secret\r\n") == b""
@@ -144,7 +156,8 @@ def test_failed_layer_sends_nothing(pki: tuple[CA, Identity]) -> None:
 
 def test_new_connection_accepts_what_start_tls_accepts(pki: tuple[CA, Identity]) -> None:
     """A connection creator, a context factory; anything else falls back."""
-    creator = ServerTLS(SMTPServerOptions(name="mx", tls_cert=str(pki[1].combined)))
+    options = SMTPServerOptions(name="mx", tls_cert=str(pki[1].combined))
+    creator = ServerTLS(options, engine="openssl")
     assert isinstance(new_connection(creator, None), SSL.Connection)
 
     class Factory:
@@ -176,8 +189,10 @@ class Secured(Handler):
         self.secured.append((session.servername, dict(session.tls_options)))
 
 
-def connect(identity: Identity, **kw: Any) -> tuple[Any, StringTransport, Secured]:
+def connect(identity: Identity, engine: str, **kw: Any) -> tuple[Any, StringTransport, Secured]:
     handler = Secured()
+    if engine == "openssl":
+        kw["request_cert"] = True  # which needs pyOpenSSL
     options = SMTPServerOptions(
         name="mx.example", disable_reverse_lookup=True, tls_cert=str(identity.combined), **kw
     )
@@ -209,18 +224,20 @@ def tls_handshake(proto: Any, transport: StringTransport, client: Client) -> Non
     raise AssertionError("handshake did not finish")
 
 
-def test_starttls_through_the_layer(pki: tuple[CA, Identity]) -> None:
+def test_starttls_through_the_layer(pki: tuple[CA, Identity], engine: str) -> None:
     """STARTTLS: 220 in clear, plaintext after it dropped, then EHLO inside TLS."""
     ca, identity = pki
-    proto, transport, handler = connect(identity)
+    proto, transport, handler = connect(identity, engine)
+    assert type(proto.factory.tls_layer(proto)) is (
+        StdlibLayer if engine == "stdlib" else OpenSSLLayer
+    )
     assert take(transport).startswith(b"220 ")
     proto.dataReceived(b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<smuggled@x>\r\n")
     assert take(transport).endswith(b"220 2.0.0 Ready to start TLS\r\n")
     client = Client(ca)
     tls_handshake(proto, transport, client)
-    assert handler.secured == [
-        ("mx.example.test", {"name": handler.secured[0][1]["name"], "version": "TLSv1.3"})
-    ]
+    [(servername, details)] = handler.secured
+    assert servername == "mx.example.test" and details["version"] == "TLSv1.3"
     proto.dataReceived(client.send(b"MAIL FROM:<a@b.example>\r\n"))
     # Enhanced codes come back only with the next EHLO.
     assert client.read(take(transport)) == b"503 Error: send HELO/EHLO first\r\n"
@@ -233,10 +250,10 @@ def test_starttls_through_the_layer(pki: tuple[CA, Identity]) -> None:
     assert transport.disconnecting
 
 
-def test_implicit_tls_through_the_layer(pki: tuple[CA, Identity]) -> None:
+def test_implicit_tls_through_the_layer(pki: tuple[CA, Identity], engine: str) -> None:
     """secure=True on a plain transport: nothing in clear, greeting inside TLS."""
     ca, identity = pki
-    proto, transport, handler = connect(identity, secure=True)
+    proto, transport, handler = connect(identity, engine, secure=True)
     assert transport.value() == b""
     client = Client(ca)
     tls_handshake(proto, transport, client)
@@ -244,10 +261,10 @@ def test_implicit_tls_through_the_layer(pki: tuple[CA, Identity]) -> None:
     assert len(handler.secured) == 1
 
 
-def test_failed_handshake_is_logged_and_closed(pki: tuple[CA, Identity]) -> None:
+def test_failed_handshake_is_logged_and_closed(pki: tuple[CA, Identity], engine: str) -> None:
     """A client speaking plaintext after STARTTLS: one log line, connection closed."""
     _, identity = pki
-    proto, transport, _ = connect(identity)
+    proto, transport, _ = connect(identity, engine)
     events: list[LogEvent] = []
     globalLogPublisher.addObserver(events.append)
     try:
