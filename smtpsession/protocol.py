@@ -17,7 +17,6 @@ all are clear.
 
 from __future__ import annotations
 
-import os
 from sys import intern
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +46,7 @@ from smtpsession._hooks import call_hook
 from smtpsession._tls_layer import OpenSSLLayer, StdlibLayer, TLSFailure
 from smtpsession.errors import SMTPError
 from smtpsession.options import is_trusted
-from smtpsession.session import Session
+from smtpsession.session import Session, new_session_id
 from smtpsession.stream import MessageStream, StreamAborted
 
 if TYPE_CHECKING:
@@ -126,11 +125,6 @@ def _tls_writer(transport: Any) -> Any:
     return tls_write
 
 
-def new_session_id() -> str:
-    """32 random characters from 0–9 and a–f (128 bits, from the OS CSPRNG)."""
-    return os.urandom(16).hex()
-
-
 def normalise_address(host: str) -> str:
     """An IP address without the ``::ffff:`` of IPv4-mapped IPv6."""
     if ":" not in host:
@@ -154,7 +148,6 @@ class SMTPServerProtocol(Protocol):
         "factory",
         "transport",
         "_again",
-        "_clock",
         "_close_call",
         "_closing",
         "_conn",
@@ -166,16 +159,13 @@ class SMTPServerProtocol(Protocol):
         "_data_rejected",
         "_direct",
         "_greeted",
-        "_hooks",
         "_last_activity",
         "_lost",
         "_paused",
         "_processing",
         "_proxy",
         "_refused",
-        "_started",
         "_stream",
-        "_timeout",
         "_tls",
         "_tls_call",
         "_tls_pending",
@@ -192,9 +182,6 @@ class SMTPServerProtocol(Protocol):
         self.connected = 0
         self.session: Session | None = None
         self._conn: ServerConnection | None = None
-        self._hooks = factory.hooks
-        self._clock = factory.clock
-        self._timeout = factory.options.socket_timeout
         self._paused = 0
         self._waiting = False  # a hook's answer is due
         self._processing = False
@@ -213,7 +200,6 @@ class SMTPServerProtocol(Protocol):
         self._data_rejected: Any = None
         self._data_generation = 0
         self._data_started = 0.0  # for the transaction log's duration
-        self._started = 0.0
         self._direct = False
         self._tls_writer: Any = None
         self._tls: StdlibLayer | OpenSSLLayer | None = None
@@ -244,7 +230,7 @@ class SMTPServerProtocol(Protocol):
         self._direct = _can_write_directly(transport)
         peer = transport.getPeer()
         host = transport.getHost()
-        session = Session(id=new_session_id())
+        session = Session()  # its id is made when first read
         # Interned: every client of one listener (or behind one proxy)
         # shares these strings instead of holding a copy each.
         session.remote_address = intern(normalise_address(getattr(peer, "host", "") or ""))
@@ -260,11 +246,11 @@ class SMTPServerProtocol(Protocol):
             session,
             tls_available=factory.tls_available(transport),
             auth_enabled=factory.auth_enabled,
-            mail_hook=self._hooks.on_mail_from is not None,
-            rcpt_hook=self._hooks.on_rcpt_to is not None,
-            data_hook=self._hooks.on_data is not None,
+            mail_hook=self.factory.hooks.on_mail_from is not None,
+            rcpt_hook=self.factory.hooks.on_rcpt_to is not None,
+            data_hook=self.factory.hooks.on_data is not None,
         )
-        self._started = self._last_activity = self._clock.seconds()
+        self._last_activity = factory.clock.seconds()
         factory._watch_idle()
         if options.use_proxy and is_trusted(options.use_proxy, session.remote_address):
             # A load balancer speaks first: its PROXY header, then the client.
@@ -336,7 +322,7 @@ class SMTPServerProtocol(Protocol):
         self._begin(rest)
 
     def dataReceived(self, data: bytes) -> None:
-        self._last_activity = self._clock.seconds()
+        self._last_activity = self.factory.clock.seconds()
         conn = self._conn
         if conn is None:
             return
@@ -431,7 +417,7 @@ class SMTPServerProtocol(Protocol):
         if session is not None and self._connect_called:
             # on_close pairs with on_connect: a connection that never got that
             # far (bad PROXY header, failed TLS handshake) has no session to end.
-            fn = self._hooks.on_close
+            fn = self.factory.hooks.on_close
             if fn is not None:
                 call_hook(fn, (session,), self._close_done)
             self.factory._log_close(self, reason)
@@ -475,7 +461,7 @@ class SMTPServerProtocol(Protocol):
 
     def _expect_handshake(self, kind: str) -> None:
         self._tls_pending = kind
-        self._tls_call = self._clock.callLater(
+        self._tls_call = self.factory.clock.callLater(
             self.factory.options.tls_handshake_timeout, self._handshake_timeout
         )
 
@@ -543,7 +529,7 @@ class SMTPServerProtocol(Protocol):
         from smtpsession.dns import reverse_lookup
 
         d = reverse_lookup(
-            session.remote_address, options.resolver, self._clock, 1.5
+            session.remote_address, options.resolver, self.factory.clock, 1.5
         )
         d.addCallback(self._looked_up)
 
@@ -557,7 +543,7 @@ class SMTPServerProtocol(Protocol):
     def _run_on_connect(self) -> None:
         if self._lost or (self._conn is not None and self._conn.closed):
             return
-        fn = self._hooks.on_connect
+        fn = self.factory.hooks.on_connect
         assert self.session is not None
         self._connect_called = True
         if fn is None:
@@ -581,7 +567,7 @@ class SMTPServerProtocol(Protocol):
             self._greet()
 
     def _run_on_secure(self, then: Any) -> None:
-        fn = self._hooks.on_secure
+        fn = self.factory.hooks.on_secure
         if fn is None:
             then()
             return
@@ -713,8 +699,8 @@ class SMTPServerProtocol(Protocol):
         # when the half-close timer below aborts it.
         self.transport.unregisterProducer()  # type: ignore[union-attr]
         self.transport.loseConnection()  # type: ignore[union-attr]
-        self._close_call = self._clock.callLater(
-            min(self._timeout, HALF_CLOSE_TIMEOUT), self._abort
+        self._close_call = self.factory.clock.callLater(
+            min(self.factory.options.socket_timeout, HALF_CLOSE_TIMEOUT), self._abort
         )
 
     def _abort(self) -> None:
@@ -767,7 +753,7 @@ class SMTPServerProtocol(Protocol):
     # ------------------------------------------------------------------
 
     def _on_mail_from(self, ev: MailFrom) -> None:
-        fn = self._hooks.on_mail_from
+        fn = self.factory.hooks.on_mail_from
         if fn is None:
             self._conn.mail_from_result(None)  # type: ignore[union-attr]
             return
@@ -780,7 +766,7 @@ class SMTPServerProtocol(Protocol):
         self._conn.mail_from_result(error)  # type: ignore[union-attr]
 
     def _on_rcpt_to(self, ev: RcptTo) -> None:
-        fn = self._hooks.on_rcpt_to
+        fn = self.factory.hooks.on_rcpt_to
         if fn is None:
             self._conn.rcpt_to_result(None)  # type: ignore[union-attr]
             return
@@ -802,7 +788,7 @@ class SMTPServerProtocol(Protocol):
         assert conn is not None
         if failure is not None and not failure.check(SMTPError):
             self._hook_error(failure, "on_auth")
-            if self._hooks.on_auth is None:
+            if self.factory.hooks.on_auth is None:
                 # The twisted.cred bridge: a checker that cannot answer is a
                 # temporary authentication failure (RFC 4954 §6).
                 conn.auth_result(
@@ -826,9 +812,9 @@ class SMTPServerProtocol(Protocol):
         self._data_outcome = None
         self._data_waiting = False
         self._data_generation += 1
-        self._data_started = self._clock.seconds()
+        self._data_started = self.factory.clock.seconds()
         generation = self._data_generation
-        fn = self._hooks.on_data
+        fn = self.factory.hooks.on_data
         if fn is None:
             stream.drain()
             self._data_outcome = (None, None)
@@ -970,7 +956,7 @@ class SMTPServerProtocol(Protocol):
             # The client gets a whole timeout once we listen again.
             self._last_activity = now
             return
-        if idle < self._timeout:
+        if idle < self.factory.options.socket_timeout:
             return
         conn = self._conn
         if conn is None:

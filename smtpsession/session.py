@@ -14,6 +14,7 @@ addresses are slotted because one is built per transaction or command.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,6 +179,30 @@ def transmission_type(
     return base
 
 
+def new_session_id() -> str:
+    """32 random characters from 0–9 and a–f (128 bits, from the OS CSPRNG)."""
+    return os.urandom(16).hex()
+
+
+class _SessionId:
+    """
+    C{Session.id}, made the first time it is read: a server with logging
+    off never reads the ids of its idle clients, and 10,000 of them then
+    hold no 32-character strings.  Any id given (or set) is kept as is.
+    """
+
+    def __get__(self, obj: Any, objtype: Any = None) -> str:
+        if obj is None:
+            return ""  # the dataclass default, meaning "make one"
+        value: str = obj._id
+        if not value:
+            value = obj._id = new_session_id()
+        return value
+
+    def __set__(self, obj: Any, value: str) -> None:
+        obj._id = value
+
+
 @dataclass(eq=False)
 class Session:
     """
@@ -188,7 +213,7 @@ class Session:
     the docs (``docs/reference/session.rst``).
     """
 
-    id: str
+    id: str = _SessionId()  # type: ignore[assignment]
     remote_address: str = ""
     remote_port: int = 0
     local_address: str = ""

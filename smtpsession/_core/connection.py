@@ -360,10 +360,9 @@ class ServerConnection:
         out = self._out
         if not out:
             return b""
-        self._out = []
-        if len(out) == 1:
-            return out[0]
-        return b"".join(out)
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()  # the same list for the next batch: no allocation per reply
+        return data
 
     def next_event(self) -> Any:
         """

@@ -48,3 +48,15 @@ def test_clients_share_address_and_name_strings() -> None:
     assert sa.client_hostname is sb.client_hostname
     assert sa.host_name_appears_as == "client.example"
     assert sa.host_name_appears_as is sb.host_name_appears_as
+
+
+def test_session_id_is_made_when_first_read() -> None:
+    """No id string per idle client until something (a log line, a handler) reads it."""
+    server = FakeServer(transaction_log=False)
+    a, b = server.connect(), server.connect()
+    sa, sb = a.proto.session, b.proto.session
+    assert sa._id == "" and sb._id == ""
+    first = sa.id
+    assert len(first) == 32 and set(first) <= set("0123456789abcdef")
+    assert sa.id is first  # made once, then kept
+    assert sb.id != first
