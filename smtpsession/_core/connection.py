@@ -119,19 +119,21 @@ _ORCPT = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*;.+\Z", re.DOTALL)
 # parameters) in one regular expression, so the usual command costs one match;
 # anything else takes the general parser, which gives the same answers.
 _ATOM = rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = rb"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# Labels without a length bound: a bound made the pattern backtrack (twice
+# the time), and the general parser does not bound them either.
+_LABEL = rb"[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*"
 _PLAIN_MAILBOX = _ATOM + rb"(?:\." + _ATOM + rb")*@" + _LABEL + rb"(?:\." + _LABEL + rb")*"
 # MAIL may carry the two parameters real clients send with nearly every
 # message (BODY=8BITMIME, SIZE=n); others take the general parser.
 _FAST_FROM = re.compile(
-    rb"[Ff][Rr][Oo][Mm]: ?<("
+    rb"(?i:from): ?<("
     + _PLAIN_MAILBOX
     + rb")>((?: (?:[Bb][Oo][Dd][Yy]=(?:7[Bb][Ii][Tt]|8[Bb][Ii][Tt][Mm][Ii][Mm][Ee])"
     + rb"|[Ss][Ii][Zz][Ee]=[0-9]{1,20})){0,2})\Z"
 )
 #: L{ServerConnection._fast_mail} could not decide: use the general parser.
 _SLOW = object()
-_FAST_TO = re.compile(rb"[Tt][Oo]: ?<(" + _PLAIN_MAILBOX + rb")>\Z")
+_FAST_TO = re.compile(rb"(?i:to): ?<(" + _PLAIN_MAILBOX + rb")>\Z")
 _MAX_ADDRESS = 254
 
 _XCLIENT_KEYS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN")

@@ -33,6 +33,14 @@ LINES = [
     b"MAIL FROM:<a@example.com>  BODY=8BITMIME",
     b"MAIL FROM:<a@example.com> SIZE=",
     b"MAIL FROM:<first.last+tag@sub.example.com> SIZE=0",
+    b"MAIL FROM:<a@" + b"x" * 63 + b".example>",
+    b"MAIL FROM:<a@" + b"x" * 64 + b".example>",
+    b"MAIL FROM:<a@-x.example>",
+    b"MAIL FROM:<a@x-.example>",
+    b"MAIL FROM:<a@x--y.example>",
+    b"MAIL FROM:<a..b@example.com>",
+    b"MAIL FROM:<" + b"a" * 64 + b"@" + b"b" * 63 + b"." + b"c" * 63 + b"." + b"d" * 61 + b">",
+    b"MAIL FROM:<" + b"a" * 64 + b"@" + b"b" * 63 + b"." + b"c" * 63 + b"." + b"d" * 62 + b">",
 ]
 
 
@@ -45,6 +53,9 @@ def run(line: bytes, fast: bool, monkeypatch: pytest.MonkeyPatch, **options: Any
         replies = client.send(b"EHLO c\r\n")
         replies += client.send(line + b"\r\n")
         replies += client.send(b"RCPT TO:<b@example.com>\r\n")
+        # The same address as a recipient (RCPT has its own fast path).
+        address = line.split(b"<", 1)[1].split(b">", 1)[0]
+        replies += client.send(b"RCPT TO:<" + address + b">\r\n")
         replies += client.send(b"MAIL FROM:<again@example.com> SIZE=5\r\n")  # nested
         env = client.session.envelope
         mail = env.mail_from
