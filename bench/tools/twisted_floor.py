@@ -1,0 +1,57 @@
+"""
+The floor under any Twisted SMTP server: a protocol that answers each line
+of smtp-source's dialogue with a fixed reply (no parsing, no checks, direct
+socket writes) and skips bodies up to CRLF.CRLF.  Its CPU per message under a
+workload is what Twisted's reactor and the system calls cost by themselves.
+
+usage: python twisted_floor.py PORT     (listens on 127.0.0.1 only)
+then e.g. smtp-source -s 50 -m 20000 -l 1024 -d 127.0.0.1:PORT, and compare the
+server's CPU time per message with smtpsession's under the same load.
+"""
+
+import sys
+
+from twisted.internet import protocol, reactor
+from twisted.internet.endpoints import serverFromString
+
+
+class Floor(protocol.Protocol):
+    def connectionMade(self):
+        self.in_data = False
+        self.transport.setTcpNoDelay(True)
+        self.transport.write(b"220 floor ESMTP\r\n")
+
+    def send(self, data):
+        t = self.transport
+        if not t.dataBuffer and not t._tempDataBuffer:
+            sent = t.writeSomeData(data)
+            if sent == len(data):
+                return
+            data = data[sent:]
+        t.write(data)
+
+    def dataReceived(self, data):
+        if self.in_data:
+            if data.endswith(b"\r\n.\r\n"):
+                self.in_data = False
+                self.send(b"250 OK\r\n")
+            return
+        for line in data.split(b"\r\n")[:-1]:
+            verb = line[:4].upper()
+            if verb == b"DATA":
+                self.in_data = True
+                self.send(b"354 go ahead\r\n")
+            elif verb == b"QUIT":
+                self.transport.write(b"221 bye\r\n")
+                self.transport.loseConnection()
+            elif verb == b"EHLO":
+                self.transport.write(b"250-floor\r\n250 PIPELINING\r\n")
+            else:
+                self.send(b"250 OK\r\n")
+
+
+if __name__ == "__main__":
+    factory = protocol.ServerFactory()
+    factory.protocol = Floor
+    serverFromString(reactor, f"tcp:{int(sys.argv[1])}:interface=127.0.0.1").listen(factory)
+    reactor.run()
