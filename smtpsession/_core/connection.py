@@ -275,17 +275,8 @@ class ServerConnection:
             )
         return object.__new__(configured)
 
-    def __init__(
-        self,
-        options: SMTPServerOptions,
-        session: Session,
-        *,
-        tls_available: bool = False,
-        auth_enabled: bool = False,
-        mail_hook: bool = True,
-        rcpt_hook: bool = True,
-        data_hook: bool = True,
-    ) -> None:
+    def __init__(self, options: SMTPServerOptions, session: Session, **settings: bool) -> None:
+        # options and the keyword settings were taken in by __new__.
         self.session = session
         # XCLIENT/XFORWARD stay known even when off: a client that tries
         # them is told 550 "not allowed", not 500 "unknown".
