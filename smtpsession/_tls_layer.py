@@ -73,7 +73,25 @@ class ServerSSLObject(ssl.SSLObject):
     servername: str | None = None
 
 
-class StdlibLayer:
+class _Layer:
+    """What both engines share: the connection's state, how a failure ends it."""
+
+    __slots__ = ("established", "failed", "peer_closed")
+
+    def __init__(self) -> None:
+        #: The handshake is complete.
+        self.established = False
+        #: The client sent close_notify: it will send nothing more.
+        self.peer_closed = False
+        #: A failure was raised: from now on nothing is sent, not even in clear.
+        self.failed = False
+
+    def _failure(self, reason: str) -> TLSFailure:
+        self.failed = True
+        return TLSFailure(reason)
+
+
+class StdlibLayer(_Layer):
     """
     The server end of one TLS connection, on Python's C{ssl} module.
 
@@ -82,19 +100,14 @@ class StdlibLayer:
     alerts).  Failures raise L{TLSFailure}: the caller ends the connection.
     """
 
-    __slots__ = ("_in", "_out", "established", "failed", "handle", "peer_closed")
+    __slots__ = ("_in", "_out", "handle")
 
     def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__()
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
         #: The C{ssl.SSLObject} (what L{smtpsession.tls.describe} reads).
         self.handle = context.wrap_bio(self._in, self._out, server_side=True)
-        #: The handshake is complete.
-        self.established = False
-        #: The client sent close_notify: it will send nothing more.
-        self.peer_closed = False
-        #: The connection is broken (the protocol marks it): send nothing.
-        self.failed = False
 
     def receive(self, data: bytes) -> bytes:
         """
@@ -126,7 +139,7 @@ class StdlibLayer:
         except ssl.SSLZeroReturnError:
             self.peer_closed = True
         except ssl.SSLError as e:
-            raise TLSFailure(e.reason or str(e)) from None
+            raise self._failure(e.reason or str(e)) from None
         if len(chunks) == 1:
             return chunks[0]  # usually one record per read
         return b"".join(chunks)
@@ -138,7 +151,7 @@ class StdlibLayer:
         try:
             self.handle.write(data)  # all of it: no partial writes here
         except ssl.SSLError as e:
-            raise TLSFailure(e.reason or str(e)) from None
+            raise self._failure(e.reason or str(e)) from None
         return self._out.read()
 
     def output(self) -> bytes:
@@ -155,25 +168,23 @@ class StdlibLayer:
         return self.output()
 
 
-class OpenSSLLayer:
+class OpenSSLLayer(_Layer):
     """The same as L{StdlibLayer}, on a pyOpenSSL connection."""
 
-    __slots__ = ("established", "failed", "handle", "peer_closed")
+    __slots__ = ("handle",)
 
     def __init__(self, connection: SSL.Connection) -> None:
+        super().__init__()
         connection.set_accept_state()
         #: The C{SSL.Connection} (what L{smtpsession.tls.describe} reads).
         self.handle = connection
-        self.established = False
-        self.peer_closed = False
-        self.failed = False
 
     def receive(self, data: bytes) -> bytes:
         """See L{StdlibLayer.receive}."""
         try:
             return self._receive(data)
         except SSL.Error as e:
-            raise TLSFailure(_openssl_reason(e)) from None
+            raise self._failure(_openssl_reason(e)) from None
 
     def _receive(self, data: bytes) -> bytes:
         conn = self.handle
@@ -215,7 +226,7 @@ class OpenSSLLayer:
                 data = data[sent:]
                 sent = conn.send(data)
         except SSL.Error as e:
-            raise TLSFailure(_openssl_reason(e)) from None
+            raise self._failure(_openssl_reason(e)) from None
         return self.output()
 
     def output(self) -> bytes:

@@ -382,8 +382,7 @@ class SMTPServerProtocol(Protocol):
             address=self.session.remote_address,
             reason=reason,
         )
-        tls.failed = True  # from now on nothing is written, not even in clear
-        out = tls.output()
+        out = tls.output()  # the alert; the layer sends nothing more after it
         if out:
             self._write(out, raw=True)
         self._close()

@@ -1,18 +1,20 @@
 # -*- test-case-name: tests.integration.test_tls -*-
 """
-TLS for STARTTLS and implicit TLS: the server's OpenSSL contexts, SNI, client
+TLS for STARTTLS and implicit TLS: the server's contexts, SNI, client
 certificates, and reading back what was negotiated.
 
-One L{ServerTLS} per factory builds every connection (it provides Twisted's
-C{IOpenSSLServerConnectionCreator}, which C{transport.startTLS} accepts), so
-STARTTLS and implicit TLS on a plain TCP port share the same settings: the
+One L{ServerTLS} per factory makes the TLS layer of every connection
+(L{ServerTLS.new_layer}, driven by the protocol: L{smtpsession._tls_layer}),
+so STARTTLS and implicit TLS on a plain TCP port share the same settings: the
 default certificate, the SNI names, the minimum TLS version, the ciphers,
-the client-certificate policy.  Renegotiation is refused (OpenSSL's
-C{OP_NO_RENEGOTIATION}): a renegotiation is a second handshake that would
-change what C{on_secure} judged, for no benefit to SMTP.
+the client-certificate policy.  Its contexts are Python's C{ssl} module's,
+or pyOpenSSL's when the options need it (L{stdlib_engine_fits}).
+Renegotiation is refused (C{OP_NO_RENEGOTIATION}): a renegotiation is a
+second handshake that would change what C{on_secure} judged, for no benefit
+to SMTP.
 
-SNI uses pyOpenSSL's public C{set_tlsext_servername_callback}: the callback
-only looks a name up in a dictionary, so an unknown name costs nothing.
+SNI uses each library's public server-name callback: it only looks a name up
+in a dictionary, so an unknown name costs nothing.
 The names come from C{sni_options} (a map the application gives) and from
 C{tls_sni_dir}, a directory of PEM files each holding a private key and its
 certificate chain, served for every DNS name in the certificate (the same
@@ -24,7 +26,7 @@ without a restart, and no client can make the server read the disk by
 asking for names that do not exist (Twisted's private C{_sni} module re-reads
 the directory for every unknown name).
 
-Only public pyOpenSSL, cryptography and Twisted APIs are used.
+Only public ssl, pyOpenSSL, cryptography and Twisted APIs are used.
 """
 
 from __future__ import annotations
@@ -40,10 +42,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
-from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, ITLSTransport
+from twisted.internet.interfaces import ITLSTransport
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOProtocol
-from zope.interface import implementer
 
 from smtpsession._tls_layer import OpenSSLLayer, ServerSSLObject, StdlibLayer
 from smtpsession.options import SMTPServerOptions
@@ -124,10 +125,9 @@ class _Identity:
         self.paths = paths
 
 
-def _load_identity(
-    cert_pem: bytes, key_pem: bytes, where: str, paths: tuple[str, str]
-) -> _Identity:
+def _load_identity(cert_pem: bytes, key_pem: bytes, paths: tuple[str, str]) -> _Identity:
     """Parse a certificate chain and its key (both PEM; may be one file)."""
+    where = paths[0]
     try:
         chain = x509.load_pem_x509_certificates(cert_pem)
     except ValueError:
@@ -228,7 +228,7 @@ class _PEMDirectory:
                     continue
                 with open(path, "rb") as f:
                     pem = f.read()
-                identity = _load_identity(pem, pem, path, (path, path))
+                identity = _load_identity(pem, pem, (path, path))
                 files[path] = (stamp, identity.names, self._build(identity))
             except (OSError, ValueError, SSL.Error) as e:
                 log.error("Skipping SNI certificate {path}: {error}", path=path, error=e)
@@ -247,7 +247,6 @@ class _PEMDirectory:
 # ---------------------------------------------------------------------------
 
 
-@implementer(IOpenSSLServerConnectionCreator)
 class ServerTLS:
     """
     Builds the server side of every TLS connection of one factory.
@@ -294,14 +293,7 @@ class ServerTLS:
         self._base = self._base_context()
         self._checked = clock()
 
-    # -- IOpenSSLServerConnectionCreator -------------------------------------
-
-    def serverConnectionForTLS(self, protocol: TLSMemoryBIOProtocol) -> SSL.Connection:
-        """A new server-side OpenSSL connection (Twisted calls this)."""
-        if self.engine != "openssl":
-            raise TypeError("this ServerTLS uses Python's ssl module: call new_layer()")
-        self._maybe_refresh()
-        return SSL.Connection(self._base)
+    # -- what the protocol asks ---------------------------------------------
 
     def new_layer(self) -> StdlibLayer | OpenSSLLayer:
         """The TLS layer for a new connection (the protocol calls this)."""
@@ -315,8 +307,6 @@ class ServerTLS:
         if now - self._checked >= RELOAD_INTERVAL:
             self._checked = now
             self._refresh()
-
-    # -- what the protocol asks ---------------------------------------------
 
     @property
     def has_names(self) -> bool:
@@ -556,7 +546,7 @@ def _read_identity(cert_path: str, key_path: str) -> _Identity:
         raise TLSConfigurationError(
             f"cannot read {e.filename or cert_path}: {e.strerror}"
         ) from None
-    return _load_identity(cert_pem, key_pem, cert_path, (cert_path, key_path))
+    return _load_identity(cert_pem, key_pem, (cert_path, key_path))
 
 
 # ---------------------------------------------------------------------------

@@ -21,9 +21,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from smtpsession import SMTPServerOptions
 from tests.rawsmtp import RawClient
 
-__all__ = ["CA", "Dialog", "Identity", "client_context", "make_ca", "peer_fingerprint", "recorder"]
+__all__ = [
+    "CA",
+    "PKI",
+    "Dialog",
+    "Identity",
+    "client_context",
+    "make_ca",
+    "peer_fingerprint",
+    "recorder",
+    "tls_server_options",
+]
 
 
 def _name(common_name: str) -> x509.Name:
@@ -231,3 +242,29 @@ def recorder(**kw: Any) -> Any:
             self.closed.append(session.id)
 
     return TLSRecorder(**kw)
+
+
+class PKI:
+    """The certificates of the integration TLS tests: server, SNI names, clients."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ca: CA = make_ca(root / "ca")
+        self.server: Identity = self.ca.issue("server", ["mail.example.test", "localhost"])
+        self.other: Identity = self.ca.issue("other", ["other.example.test"])
+        self.wild: Identity = self.ca.issue("wild", ["*.wild.example.test"])
+        self.idn: Identity = self.ca.issue("idn", ["xn--bcher-kva.example.test"])
+        self.client: Identity = self.ca.issue("client", ["client.example.test"], client=True)
+        self.stranger_ca: CA = make_ca(root / "stranger", "stranger CA")
+        self.stranger: Identity = self.stranger_ca.issue(
+            "stranger", ["stranger.example.test"], client=True
+        )
+
+
+def tls_server_options(pki: PKI, **kw: Any) -> SMTPServerOptions:
+    """Server options with STARTTLS on pki.server; C{kw} adds or overrides."""
+    kw.setdefault("name", "mail.example.test")
+    kw.setdefault("disable_reverse_lookup", True)
+    kw.setdefault("tls_cert", str(pki.server.cert))
+    kw.setdefault("tls_key", str(pki.server.key))
+    return SMTPServerOptions(**kw)

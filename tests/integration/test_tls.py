@@ -22,37 +22,20 @@ from cryptography.hazmat.primitives import serialization
 
 from smtpsession import SMTPError, SMTPServerOptions
 from smtpsession.testing import serve
-from tests.tlsutil import CA, Dialog, Identity, client_context, make_ca, peer_fingerprint, recorder
-
-
-class PKI:
-    """The certificates of this module's tests."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.ca: CA = make_ca(root / "ca")
-        self.server: Identity = self.ca.issue("server", ["mail.example.test", "localhost"])
-        self.other: Identity = self.ca.issue("other", ["other.example.test"])
-        self.wild: Identity = self.ca.issue("wild", ["*.wild.example.test"])
-        self.idn: Identity = self.ca.issue("idn", ["xn--bcher-kva.example.test"])
-        self.client: Identity = self.ca.issue("client", ["client.example.test"], client=True)
-        self.stranger_ca: CA = make_ca(root / "stranger", "stranger CA")
-        self.stranger: Identity = self.stranger_ca.issue(
-            "stranger", ["stranger.example.test"], client=True
-        )
+from tests.tlsutil import (
+    PKI,
+    Dialog,
+    Identity,
+    client_context,
+    peer_fingerprint,
+    recorder,
+)
+from tests.tlsutil import tls_server_options as options
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     return PKI(tmp_path_factory.mktemp("pki"))
-
-
-def options(pki: PKI, **kw: Any) -> SMTPServerOptions:
-    kw.setdefault("name", "mail.example.test")
-    kw.setdefault("disable_reverse_lookup", True)
-    kw.setdefault("tls_cert", str(pki.server.cert))
-    kw.setdefault("tls_key", str(pki.server.key))
-    return SMTPServerOptions(**kw)
 
 
 def context(pki: PKI, **kw: Any) -> ssl.SSLContext:

@@ -17,19 +17,12 @@ import pytest
 from smtpsession import SMTPServerOptions
 from smtpsession.testing import serve
 from tests.conftest import require_program
-from tests.tlsutil import CA, Identity, make_ca, recorder
+from tests.tlsutil import PKI, recorder, tls_server_options
 
 pytestmark = pytest.mark.external
 
 USERS = {"alice": "correct horse battery", "bob": "b0b-pw"}
 JS = Path(__file__).resolve().parents[1] / "js"
-
-
-class PKI:
-    def __init__(self, root: Path) -> None:
-        self.ca: CA = make_ca(root)
-        self.server: Identity = self.ca.issue("server", ["mail.example.test", "localhost"])
-        self.other: Identity = self.ca.issue("other", ["other.example.test"])
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +31,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
 
 
 def options(pki: PKI, **kw: Any) -> SMTPServerOptions:
-    kw.setdefault("name", "mail.example.test")
-    kw.setdefault("disable_reverse_lookup", True)
-    kw.setdefault("tls_cert", str(pki.server.cert))
-    kw.setdefault("tls_key", str(pki.server.key))
     kw.setdefault("auth_methods", ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"])
     kw.setdefault("sni_options", {"other.example.test": str(pki.other.combined)})
-    return SMTPServerOptions(**kw)
+    return tls_server_options(pki, **kw)
 
 
 def run(args: list[str], stdin: str = "", timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -118,7 +118,7 @@ def test_context_settings(ca: CA, engine: str) -> None:
             assert ctx.options & flag
         assert ctx.minimum_version == ssl.TLSVersion.TLSv1_3
     else:
-        current = server.serverConnectionForTLS(None).set_options(0)  # type: ignore[arg-type]
+        current = server.new_layer().handle.set_options(0)
         for flag in (SSL.OP_NO_RENEGOTIATION, SSL.OP_NO_COMPRESSION, SSL.OP_CIPHER_SERVER_PREFERENCE):
             assert current & flag
     assert fingerprint(ctx) == ident.fingerprint

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from OpenSSL import SSL
 from twisted.internet.address import IPv4Address
-from twisted.internet.interfaces import ITLSTransport
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, ITLSTransport
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from zope.interface import implementer
@@ -128,6 +128,7 @@ def test_garbage_is_an_error(pki: tuple[CA, Identity], engine: str) -> None:
     with pytest.raises(TLSFailure):
         layer.receive(b"EHLO plaintext\r\n" * 4)
     assert not layer.established
+    assert layer.failed and layer.send(b"250 in clear?\r\n") == b""
 
 
 def test_close_notify(pki: tuple[CA, Identity], engine: str) -> None:
@@ -154,11 +155,15 @@ def test_failed_layer_sends_nothing(pki: tuple[CA, Identity], engine: str) -> No
     assert layer.send(b"250 secret\r\n") == b""
 
 
-def test_new_connection_accepts_what_start_tls_accepts(pki: tuple[CA, Identity]) -> None:
+def test_new_connection_accepts_what_start_tls_accepts() -> None:
     """A connection creator, a context factory; anything else falls back."""
-    options = SMTPServerOptions(name="mx", tls_cert=str(pki[1].combined))
-    creator = ServerTLS(options, engine="openssl")
-    assert isinstance(new_connection(creator, None), SSL.Connection)
+
+    @implementer(IOpenSSLServerConnectionCreator)
+    class Creator:
+        def serverConnectionForTLS(self, protocol: Any) -> SSL.Connection:
+            return SSL.Connection(SSL.Context(SSL.TLS_METHOD))
+
+    assert isinstance(new_connection(Creator(), None), SSL.Connection)
 
     class Factory:
         def getContext(self) -> SSL.Context:
