@@ -41,4 +41,31 @@ if [ ! -d tests/js/node_modules/nodemailer ]; then
     (cd tests/js && npm install --no-audit --no-fund --silent)
 fi
 
-exec "$VENV/bin/pytest" "$@"
+status=0
+"$VENV/bin/pytest" "$@" || status=$?
+
+# The optional compiled core (SMTPSESSION_MYPYC=1, see setup.py): the same
+# suite again, on a copy of this checkout whose core is built with mypyc, so
+# both builds users can install are tested.  SMTPSESSION_TEST_COMPILED=0
+# skips this second run.
+if [ "${SMTPSESSION_TEST_COMPILED:-1}" != 0 ]; then
+    copy=$(mktemp -d)
+    trap 'rm -rf "$copy"' EXIT
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git ls-files -z | xargs -0 cp --parents -t "$copy"
+    else
+        tar -c --exclude=./.git --exclude="./$VENV" --exclude=./tests/js/node_modules . \
+            | tar -x -C "$copy"
+    fi
+    ln -s "$PWD/tests/js/node_modules" "$copy/tests/js/node_modules"
+    echo "run-tests: building the compiled core (mypyc) and running the suite on it"
+    if (cd "$copy" && SMTPSESSION_MYPYC=1 "$VENV/bin/python" setup.py -q build_ext --inplace \
+            >build.log 2>&1); then
+        (cd "$copy" && SMTPSESSION_EXPECT_COMPILED=1 "$VENV/bin/pytest" "$@") || status=$?
+    else
+        cat "$copy/build.log"
+        echo "run-tests: the compiled build failed" >&2
+        status=1
+    fi
+fi
+exit "$status"

@@ -48,7 +48,7 @@ def main():
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 40}" height="{height}" '
            'font-family="sans-serif" font-size="11">',
            f'<text x="10" y="20" font-size="14" font-weight="bold">{a.subject} relative to each '
-           'peer (log scale; right of 1× = smtpsession better)</text>']
+           f'peer (log scale; right of 1× = {a.subject} better)</text>']
     y = 40
     for tick in (0.1, 0.25, 0.5, 1, 2, 4, 10, 30):
         svg.append(f'<line x1="{x(tick):.1f}" y1="{y}" x2="{x(tick):.1f}" y2="{height - 30}" '

@@ -4,8 +4,9 @@
     report.py RESULTS.jsonl... [--names a,b,c]
 
 One row per workload (as in the performance issue's table), one column per server, each cell
-the median over repetitions; then the ratio of smtpsession to each peer ("better" is > 1 in
-every row: for CPU and memory rows the ratio is inverted).  Standard library only.
+the median over repetitions; then the ratio of smtpsession (pure Python, and with its core
+compiled by mypyc) to each peer ("better" is > 1 in every row: for CPU and memory rows the ratio
+is inverted).  Standard library only.
 """
 import argparse
 import json
@@ -27,7 +28,8 @@ ROWS = [
     ("tlschurn: a TLS handshake per message, msg/s", "tlschurn", "msgs_per_s", 0, True),
     ("tls10m: 10 MB bodies over TLS, MB/s", "tls10m", "mb_per_s", 0, True),
 ]
-DEFAULT_NAMES = "smtpsession,smtp-sink,go-smtp,node-smtp-server,twisted.mail,aiosmtpd"
+DEFAULT_NAMES = ("smtpsession,smtpsession-mypyc,smtp-sink,go-smtp,node-smtp-server,twisted.mail,"
+                 "aiosmtpd")
 
 
 def load(paths, proto):
@@ -63,13 +65,15 @@ def main():
     ap.add_argument("files", nargs="+")
     ap.add_argument("--names", default=DEFAULT_NAMES)
     ap.add_argument("--proto", default="smtp")
-    ap.add_argument("--subject", default="smtpsession")
+    ap.add_argument("--subject", default="smtpsession,smtpsession-mypyc",
+                    help="the server(s) compared with the others (comma-separated)")
     a = ap.parse_args()
     data, _ = load(a.files, a.proto)
     names = [n for n in a.names.split(",") if n in data]
     out = ["| workload (medians) | " + " | ".join(names) + " |",
            "|---|" + "---|" * len(names)]
-    ratios = []
+    subjects = [n for n in a.subject.split(",") if n in names]
+    ratios = {s: [] for s in subjects}
     for label, w, field, nd, higher in ROWS:
         vals = {n: median(data[n].get(w, []), field) for n in names}
         if all(v is None for v in vals.values()):
@@ -80,20 +84,23 @@ def main():
             bad = "" if all(r.get("ok", True) for r in rs) else " ⚠"
             cells.append(fmt(vals[n], nd) + (bad if rs else ""))
         out.append(f"| {label} | " + " | ".join(cells) + " |")
-        mine = vals.get(a.subject)
-        if mine:
+        for subject in subjects:
+            mine = vals.get(subject)
+            if not mine:
+                continue
             row = []
             for n in names:
-                if n == a.subject or not vals[n]:
+                if n in subjects or not vals[n]:
                     continue
                 r = mine / vals[n] if higher else vals[n] / mine
                 row.append(f"{n} {r:.2f}×")
-            ratios.append(f"| {label} | " + ", ".join(row) + " |")
+            ratios[subject].append(f"| {label} | " + ", ".join(row) + " |")
     print("\n".join(out))
-    if ratios:
-        print(f"\n{a.subject} relative to each peer (> 1 means {a.subject} is better):\n")
-        print("| workload | ratios |\n|---|---|")
-        print("\n".join(ratios))
+    for subject, rows in ratios.items():
+        if rows:
+            print(f"\n{subject} relative to each peer (> 1 means {subject} is better):\n")
+            print("| workload | ratios |\n|---|---|")
+            print("\n".join(rows))
 
 
 if __name__ == "__main__":

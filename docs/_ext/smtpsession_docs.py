@@ -28,11 +28,13 @@ code they describe and cannot drift from it:
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
 import inspect
 import re
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -371,6 +373,17 @@ def _metavar(flag: str, field: dataclasses.Field[Any] | None) -> str:
     return "VALUE"
 
 
+def _module_source(module: Any) -> str:
+    """
+    A module's source text, also when it is compiled (the optional mypyc
+    core sits beside its C{.py} file; C{inspect.getsource} cannot see it).
+    """
+    path = Path(module.__file__ or "")
+    if path.suffix != ".py":
+        path = path.with_name(module.__name__.rpartition(".")[2] + ".py")
+    return path.read_text(encoding="utf-8")
+
+
 def option_groups() -> list[tuple[str, list[dataclasses.Field[Any]]]]:
     """
     The option fields in source order, grouped under the section comments
@@ -383,7 +396,7 @@ def option_groups() -> list[tuple[str, list[dataclasses.Field[Any]]]]:
     title = "Options"
     seen: set[str] = set()
     in_class = False
-    for line in inspect.getsource(module).splitlines():
+    for line in _module_source(module).splitlines():
         if line.startswith("class SMTPServerOptions"):
             in_class = True
             continue
@@ -626,7 +639,7 @@ def reply_groups() -> list[tuple[str, list[tuple[str, bytes, bytes]]]]:
     groups: list[tuple[str, list[tuple[str, bytes, bytes]]]] = []
     title = ""
     started = False
-    for line in inspect.getsource(module).splitlines():
+    for line in _module_source(module).splitlines():
         if not started:
             started = line.startswith("# ---- the catalogue")
             continue
@@ -727,6 +740,15 @@ class InterfaceDirective(_GeneratedDirective):
             yield ""
 
 
+def _module_docstring(name: str) -> str:
+    """
+    A module's docstring, read from its source: a module compiled with mypyc
+    (the optional compiled core) has no C{__doc__}.
+    """
+    module = importlib.import_module(name)
+    return ast.get_docstring(ast.parse(_module_source(module))) or ""
+
+
 class DocstringDirective(_GeneratedDirective):
     """
     C{.. smtpsession-docstring:: module}: a module docstring, without its
@@ -737,8 +759,7 @@ class DocstringDirective(_GeneratedDirective):
     option_spec = {"from": directives.unchanged_required}
 
     def generate(self) -> Iterator[str]:
-        module = importlib.import_module(self.arguments[0])
-        lines = inspect.cleandoc(module.__doc__ or "").splitlines()
+        lines = inspect.cleandoc(_module_docstring(self.arguments[0])).splitlines()
         start = self.options.get("from")
         if start:
             # From the paragraph that starts with this text to the end.

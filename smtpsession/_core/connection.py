@@ -45,7 +45,6 @@ dict lookup per command is all it can afford:
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import Sequence
 from sys import intern
 from typing import Any
@@ -147,49 +146,91 @@ _NOT_IMPLEMENTED = frozenset(
 _MAIL_COMMANDS = frozenset([b"MAIL", b"RCPT", b"DATA", b"BDAT"])
 
 
-#: The per-configuration subclasses of L{ServerConnection}, alive while a
-#: connection uses them (each holds its options, so an id is not reused).
-_CONFIGURED: weakref.WeakValueDictionary[tuple[Any, ...], type[ServerConnection]] = (
-    weakref.WeakValueDictionary()
-)
+class _Settings:
+    """
+    What one configuration fixes (options, TLS and AUTH availability, which
+    hooks exist), held once and shared by every connection made with it:
+    an idle client carries one reference instead of fifteen fields.
+    """
+
+    __slots__ = (
+        "options",
+        "lmtp",
+        "max_line",
+        "lenient_endings",
+        "size_limit",
+        "reject_oversized",
+        "max_rcpt",
+        "tls_available",
+        "disabled",
+        "auth_enabled",
+        "auth_required",
+        "mail_hook",
+        "rcpt_hook",
+        "data_hook",
+        "commands",
+    )
+
+    def __init__(
+        self,
+        options: SMTPServerOptions,
+        tls_available: bool,
+        auth_enabled: bool,
+        mail_hook: bool,
+        rcpt_hook: bool,
+        data_hook: bool,
+    ) -> None:
+        disabled = _disabled_verbs(options.disabled_commands)
+        auth_enabled = (
+            auth_enabled
+            and b"AUTH" not in disabled
+            and any(m in MECHANISMS for m in options.auth_methods)
+        )
+        self.options = options
+        self.lmtp: bool = options.lmtp
+        self.max_line: int = options.max_command_length
+        self.lenient_endings: bool = options.lenient_line_endings
+        self.size_limit: int = options.size
+        self.reject_oversized: bool = options.reject_oversized and options.size > 0
+        self.max_rcpt: int = options.max_recipients
+        self.tls_available = tls_available
+        self.disabled = disabled
+        self.auth_enabled = auth_enabled
+        self.auth_required: bool = auth_enabled and not options.auth_optional
+        # Without a hook there is nobody to ask: accept, no event.
+        self.mail_hook = mail_hook
+        self.rcpt_hook = rcpt_hook
+        self.data_hook = data_hook
+        self.commands: dict[bytes, Any] = _command_table(
+            disabled, not options.hide_chunking, tls_available, auth_enabled
+        )
 
 
-def _configure(
-    cls: type[ServerConnection],
+#: The settings of recent configurations, by options object and flags.  The
+#: entries hold their options object, so an id is not reused while cached;
+#: the bound keeps a program that makes options objects by the thousand
+#: from growing this for ever.
+_SETTINGS: dict[tuple[int, bool, bool, bool, bool, bool], _Settings] = {}
+_SETTINGS_MAX = 64
+
+
+def _settings_for(
     options: SMTPServerOptions,
     tls_available: bool,
     auth_enabled: bool,
-    hooks: tuple[bool, bool, bool],
-) -> type[ServerConnection]:
-    disabled = _disabled_verbs(options.disabled_commands)
-    auth_enabled = (
-        auth_enabled
-        and b"AUTH" not in disabled
-        and any(m in MECHANISMS for m in options.auth_methods)
-    )
-    settings = {
-        "__slots__": (),
-        "__module__": cls.__module__,
-        "__qualname__": cls.__qualname__,
-        "options": options,
-        "_lmtp": options.lmtp,
-        "_max_line": options.max_command_length,
-        "_lenient_endings": options.lenient_line_endings,
-        "_size_limit": options.size,
-        "_reject_oversized": options.reject_oversized and options.size > 0,
-        "_max_rcpt": options.max_recipients,
-        "_tls_available": tls_available,
-        "_disabled": disabled,
-        "_auth_enabled": auth_enabled,
-        "_auth_required": auth_enabled and not options.auth_optional,
-        "_mail_hook": hooks[0],
-        "_rcpt_hook": hooks[1],
-        "_data_hook": hooks[2],
-        "_commands": _command_table(
-            disabled, not options.hide_chunking, tls_available, auth_enabled
-        ),
-    }
-    return type(cls.__name__, (cls,), settings)
+    mail_hook: bool,
+    rcpt_hook: bool,
+    data_hook: bool,
+) -> _Settings:
+    key = (id(options), tls_available, auth_enabled, mail_hook, rcpt_hook, data_hook)
+    settings = _SETTINGS.get(key)
+    if settings is None or settings.options is not options:
+        if len(_SETTINGS) >= _SETTINGS_MAX:
+            _SETTINGS.clear()
+        settings = _SETTINGS[key] = _Settings(
+            options, tls_available, auth_enabled, mail_hook, rcpt_hook, data_hook
+        )
+    return settings
 
 
 class ServerConnection:
@@ -207,6 +248,7 @@ class ServerConnection:
     """
 
     __slots__ = (
+        "_cfg",
         "session",
         "_xclient_trusted",
         "_xforward_trusted",
@@ -236,28 +278,8 @@ class ServerConnection:
         "_queued",
     )
 
-    # What one configuration fixes (options, TLS and AUTH availability,
-    # which hooks exist) is not stored per connection: __new__ hands out
-    # instances of a subclass made once per configuration, which holds
-    # these as class attributes (15 slots less: ~120 bytes per idle client).
-    options: SMTPServerOptions
-    _lmtp: bool
-    _max_line: int
-    _lenient_endings: bool
-    _size_limit: int
-    _reject_oversized: bool
-    _max_rcpt: int
-    _tls_available: bool
-    _disabled: frozenset[bytes]
-    _auth_enabled: bool
-    _auth_required: bool
-    _mail_hook: bool  # without a hook there is nobody to ask: accept, no event
-    _rcpt_hook: bool
-    _data_hook: bool
-    _commands: dict[bytes, Any]  # one table per configuration, never per client
-
-    def __new__(
-        cls,
+    def __init__(
+        self,
         options: SMTPServerOptions,
         session: Session,
         *,
@@ -266,17 +288,10 @@ class ServerConnection:
         mail_hook: bool = True,
         rcpt_hook: bool = True,
         data_hook: bool = True,
-    ) -> ServerConnection:
-        key = (cls, id(options), tls_available, auth_enabled, mail_hook, rcpt_hook, data_hook)
-        configured = _CONFIGURED.get(key)
-        if configured is None:
-            configured = _CONFIGURED[key] = _configure(
-                cls, options, tls_available, auth_enabled, (mail_hook, rcpt_hook, data_hook)
-            )
-        return object.__new__(configured)
-
-    def __init__(self, options: SMTPServerOptions, session: Session, **settings: bool) -> None:
-        # options and the keyword settings were taken in by __new__.
+    ) -> None:
+        self._cfg = _settings_for(
+            options, tls_available, auth_enabled, mail_hook, rcpt_hook, data_hook
+        )
         self.session = session
         # XCLIENT/XFORWARD stay known even when off: a client that tries
         # them is told 550 "not allowed", not 500 "unknown".
@@ -381,7 +396,7 @@ class ServerConnection:
                     # A partial line may be one CR longer than the limit:
                     # its LF may be in the next segment.
                     n = len(buf) - pos
-                    if n > self._max_line and (n > self._max_line + 1 or buf[-1] != 13):
+                    if n > self._cfg.max_line and (n > self._cfg.max_line + 1 or buf[-1] != 13):
                         self._close_with(R.LINE_TOO_LONG)
                         continue
                     return NEED_DATA
@@ -392,10 +407,10 @@ class ServerConnection:
                 else:
                     line = buf[pos:nl]
                     bare = True
-                if len(line) > self._max_line:
+                if len(line) > self._cfg.max_line:
                     self._close_with(R.LINE_TOO_LONG)
                     continue
-                if bare and not self._lenient_endings:
+                if bare and not self._cfg.lenient_endings:
                     self._bare_command()
                     continue
                 if self._sasl is not None or self._xoauth2_failure is not None:
@@ -422,7 +437,7 @@ class ServerConnection:
             else:  # GREETING
                 if len(self._buf) > self._pos:
                     self._close_with(
-                        R.pair(421, f"{self.options.name} {R.TALK_TOO_SOON}")
+                        R.pair(421, f"{self._cfg.options.name} {R.TALK_TOO_SOON}")
                     )
                     continue
                 return NEED_DATA
@@ -438,9 +453,9 @@ class ServerConnection:
 
     def _greeting(self) -> bytes:
         """The 220 line: at connect, and again after XCLIENT."""
-        proto = "LMTP" if self._lmtp else "ESMTP"
-        banner = self.options.banner
-        return format_reply(220, f"{self.options.name} {proto}" + (f" {banner}" if banner else ""))
+        proto = "LMTP" if self._cfg.lmtp else "ESMTP"
+        banner = self._cfg.options.banner
+        return format_reply(220, f"{self._cfg.options.name} {proto}" + (f" {banner}" if banner else ""))
 
     def refuse(self, code: int, message: str) -> None:
         """Refuse the connection instead of greeting it, then close."""
@@ -576,14 +591,14 @@ class ServerConnection:
         """
         self._expect(W_DATA)
         rejected = self._rejected
-        n = len(self.session.envelope.rcpt_to) if self._lmtp else 1
+        n = len(self.session.envelope.rcpt_to) if self._cfg.lmtp else 1
         if rejected is not None:
             err = SMTPError(rejected.code, rejected.message, rejected.enhanced)
             results = [err] * n
         elif len(results) != n:
             if len(results) == 1:
                 results = list(results) * n
-            elif not self._lmtp:
+            elif not self._cfg.lmtp:
                 # An SMTP transaction has exactly one reply (smtp-server
                 # sends one per element and desyncs the client, its bug 6).
                 errors = [r for r in results if isinstance(r, SMTPError)]
@@ -598,12 +613,12 @@ class ServerConnection:
                 # LMTP with a wrong count: never guess which recipient got
                 # what; a temporary failure for all is the safe answer.
                 results = [SMTPError(451, "Error: internal server error", "4.3.0")] * n
-        default = R.MESSAGE_ACCEPTED if self._lmtp else R.MESSAGE_QUEUED
+        default = R.MESSAGE_ACCEPTED if self._cfg.lmtp else R.MESSAGE_QUEUED
         for result in results:
             if result is None:
                 self._out.append(default[self._esc])
             elif isinstance(result, SMTPError):
-                self._app_error(result, 450, "LMTP" if self._lmtp else "DATA")
+                self._app_error(result, 450, "LMTP" if self._cfg.lmtp else "DATA")
             else:
                 text = str(result)
                 self._out.append(
@@ -698,7 +713,7 @@ class ServerConnection:
     def _refuse_unrecognized(self, reply: tuple[bytes, bytes]) -> None:
         """Send C{reply}, or 421 and close once too many commands were refused."""
         self._unrecognized += 1
-        if self._unrecognized >= self.options.max_unrecognized_commands:
+        if self._unrecognized >= self._cfg.options.max_unrecognized_commands:
             self._close_with(R.TOO_MANY_UNRECOGNIZED)
         else:
             self._error(reply)
@@ -709,17 +724,17 @@ class ServerConnection:
             return None
         sp = line.find(b" ")
         verb = (line if sp < 0 else line[:sp]).upper()
-        handler = self._commands.get(verb)
+        handler = self._cfg.commands.get(verb)
         if handler is None:
             return self._unknown(verb, line)
-        if self._lmtp:
+        if self._cfg.lmtp:
             if verb == b"HELO" or verb == b"EHLO":
                 self._error(R.pair(500, f"Error: {verb.decode()} not allowed in LMTP server"))
                 return None
         elif verb == b"LHLO":
             return self._unknown(verb, line)
-        if self._auth_required and self.session.user is None and verb != b"AUTH":
-            limit = self.options.max_allowed_unauthenticated_commands
+        if self._cfg.auth_required and self.session.user is None and verb != b"AUTH":
+            limit = self._cfg.options.max_allowed_unauthenticated_commands
             if limit is not None:
                 self._unauthenticated += 1
                 if self._unauthenticated >= limit:
@@ -728,12 +743,12 @@ class ServerConnection:
         if verb in _MAIL_COMMANDS or verb == b"AUTH":
             if self.session.opening_command is None:
                 if verb == b"BDAT":
-                    self._refuse_bdat(line, R.SEND_LHLO_FIRST if self._lmtp else R.SEND_HELO_FIRST)
+                    self._refuse_bdat(line, R.SEND_LHLO_FIRST if self._cfg.lmtp else R.SEND_HELO_FIRST)
                     return None
-                self._error(R.SEND_LHLO_FIRST if self._lmtp else R.SEND_HELO_FIRST)
+                self._error(R.SEND_LHLO_FIRST if self._cfg.lmtp else R.SEND_HELO_FIRST)
                 return None
-            if self._auth_required and self.session.user is None and verb != b"AUTH":
-                reply = R.pair(530, self.options.auth_required_message, "5.7.0")
+            if self._cfg.auth_required and self.session.user is None and verb != b"AUTH":
+                reply = R.pair(530, self._cfg.options.auth_required_message, "5.7.0")
                 if verb == b"BDAT":
                     self._refuse_bdat(line, reply)
                     return None
@@ -754,7 +769,7 @@ class ServerConnection:
         if verb in _HTTP_VERBS and _HTTP.match(line):
             self._close_with(R.HTTP_REFUSED)
             return None
-        if verb in _NOT_IMPLEMENTED and verb not in self._disabled:
+        if verb in _NOT_IMPLEMENTED and verb not in self._cfg.disabled:
             self._refuse_unrecognized(R.NOT_IMPLEMENTED)
         else:
             self._refuse_unrecognized(R.UNRECOGNIZED)
@@ -779,16 +794,16 @@ class ServerConnection:
         return intern(name.lower())
 
     def _helo_text(self) -> str:
-        template = self.options.helo_response
+        template = self._cfg.options.helo_response
         hostname = self.session.client_hostname or f"[{self.session.remote_address}]"
         if "{" in template:
             try:
-                return template.format(name=self.options.name, client_hostname=hostname)
+                return template.format(name=self._cfg.options.name, client_hostname=hostname)
             except (KeyError, IndexError, ValueError):
-                return f"{self.options.name} Nice to meet you, {hostname}"
+                return f"{self._cfg.options.name} Nice to meet you, {hostname}"
         if "%s" in template:
             parts = template.split("%s")
-            values = [self.options.name, hostname]
+            values = [self._cfg.options.name, hostname]
             out = parts[0]
             for i, p in enumerate(parts[1:]):
                 out += (values[i] if i < 2 else "") + p
@@ -816,7 +831,7 @@ class ServerConnection:
         if name is None:
             return None
         self._greeted("EHLO", name)
-        self._esc = 0 if self.options.hide_enhancedstatuscodes else 1
+        self._esc = 0 if self._cfg.options.hide_enhancedstatuscodes else 1
         self._out.append(self._ehlo_reply())
         return None
 
@@ -825,13 +840,13 @@ class ServerConnection:
         if name is None:
             return None
         self._greeted("LHLO", name)
-        self._esc = 0 if self.options.hide_enhancedstatuscodes else 1
+        self._esc = 0 if self._cfg.options.hide_enhancedstatuscodes else 1
         self._out.append(self._ehlo_reply())
         return None
 
     def capabilities(self) -> list[str]:
         """The EHLO keywords this session would advertise now."""
-        o = self.options
+        o = self._cfg.options
         s = self.session
         caps = []
         if not o.hide_pipelining:
@@ -840,35 +855,35 @@ class ServerConnection:
             caps.append("8BITMIME")
         if not o.hide_smtputf8:
             caps.append("SMTPUTF8")
-        if not self.options.hide_enhancedstatuscodes:
+        if not self._cfg.options.hide_enhancedstatuscodes:
             caps.append("ENHANCEDSTATUSCODES")
-        if not self.options.hide_dsn:
+        if not self._cfg.options.hide_dsn:
             caps.append("DSN")
         if (
-            self._auth_enabled
+            self._cfg.auth_enabled
             and s.user is None
             and (s.secure or o.allow_insecure_auth)
         ):
-            caps.append("AUTH " + " ".join(self.options.auth_methods))
+            caps.append("AUTH " + " ".join(self._cfg.options.auth_methods))
         if (
-            self._tls_available
+            self._cfg.tls_available
             and not s.secure
             and not o.hide_starttls
-            and b"STARTTLS" not in self._disabled
+            and b"STARTTLS" not in self._cfg.disabled
         ):
             caps.append("STARTTLS")
         if s.secure and not o.hide_requiretls:
             caps.append("REQUIRETLS")
-        if self._size_limit:
-            caps.append("SIZE" if o.hide_size else f"SIZE {self._size_limit}")
-        if not self.options.hide_chunking and b"BDAT" not in self._disabled:
+        if self._cfg.size_limit:
+            caps.append("SIZE" if o.hide_size else f"SIZE {self._cfg.size_limit}")
+        if not self._cfg.options.hide_chunking and b"BDAT" not in self._cfg.disabled:
             caps.append("CHUNKING")
             if not o.hide_8bitmime:
                 caps.append("BINARYMIME")
         if not self._xclient_addr_used:
-            if self._xclient_trusted and b"XCLIENT" not in self._disabled:
+            if self._xclient_trusted and b"XCLIENT" not in self._cfg.disabled:
                 caps.append("XCLIENT " + " ".join(_XCLIENT_KEYS))
-            if self._xforward_trusted and b"XFORWARD" not in self._disabled:
+            if self._xforward_trusted and b"XFORWARD" not in self._cfg.disabled:
                 caps.append("XFORWARD " + " ".join(_XFORWARD_KEYS))
         return caps
 
@@ -940,7 +955,7 @@ class ServerConnection:
             return None
         try:
             path, rest = split_path(text)
-            address = "" if path == "" else check_mailbox(path, lenient=self.options.lenient_address_parsing)
+            address = "" if path == "" else check_mailbox(path, lenient=self._cfg.options.lenient_address_parsing)
         except AddressError:
             self._error(R.BAD_SENDER)
             return None
@@ -959,15 +974,15 @@ class ServerConnection:
                 self._error(R.BAD_SIZE)
                 return None
             if (
-                self._size_limit
-                and not self.options.hide_size
-                and int(size) > self._size_limit
+                self._cfg.size_limit
+                and not self._cfg.options.hide_size
+                and int(size) > self._cfg.size_limit
             ):
                 self._error(
                     R.pair(
                         552,
                         "Error: message exceeds fixed maximum message size "
-                        f"{self._size_limit}",
+                        f"{self._cfg.size_limit}",
                         "5.3.4",
                     )
                 )
@@ -980,10 +995,10 @@ class ServerConnection:
                 body_type = "7bit"
             elif b == "8BITMIME":
                 body_type = "8bitmime"
-            elif b == "BINARYMIME" and not self.options.hide_chunking and b"BDAT" not in self._disabled:
+            elif b == "BINARYMIME" and not self._cfg.options.hide_chunking and b"BDAT" not in self._cfg.disabled:
                 body_type = "binarymime"
             else:
-                self._error(R.BAD_BODY_NO_CHUNKING if self.options.hide_chunking else R.BAD_BODY)
+                self._error(R.BAD_BODY_NO_CHUNKING if self._cfg.options.hide_chunking else R.BAD_BODY)
                 return None
         smtp_utf8 = False
         if "SMTPUTF8" in args:
@@ -1001,7 +1016,7 @@ class ServerConnection:
                 return None
             require_tls = True
         dsn = None
-        if not self.options.hide_dsn and ("RET" in args or "ENVID" in args):
+        if not self._cfg.options.hide_dsn and ("RET" in args or "ENVID" in args):
             dsn = EnvelopeDSN()
             ret = args.get("RET")
             if ret is not None:
@@ -1048,9 +1063,9 @@ class ServerConnection:
             size = args.get("SIZE")
             if (
                 size is not None
-                and self._size_limit
-                and not self.options.hide_size
-                and int(size) > self._size_limit
+                and self._cfg.size_limit
+                and not self._cfg.options.hide_size
+                and int(size) > self._cfg.size_limit
             ):
                 return _SLOW  # the parser words the refusal
             if args.get("BODY", "").upper() == "8BITMIME":
@@ -1063,7 +1078,7 @@ class ServerConnection:
         """Wait for the handler's verdict, or accept at once if it has no hook."""
         self._phase = WAIT
         self._wait = W_MAIL
-        if not self._mail_hook:
+        if not self._cfg.mail_hook:
             self.mail_from_result(None)
             return None
         return MailFrom(addr)
@@ -1081,8 +1096,8 @@ class ServerConnection:
     def _rcpt_over_limit(self, address: str) -> bool:
         """A new address needs room under max_recipients; replies if not."""
         if (
-            self._max_rcpt
-            and len(self.session.envelope.rcpt_to) >= self._max_rcpt
+            self._cfg.max_rcpt
+            and len(self.session.envelope.rcpt_to) >= self._cfg.max_rcpt
             and address.lower() not in (self._rcpt_index or ())
         ):
             self._error(R.TOO_MANY_RECIPIENTS)
@@ -1094,7 +1109,7 @@ class ServerConnection:
         self._pending_rcpt = addr
         self._phase = WAIT
         self._wait = W_RCPT
-        if not self._rcpt_hook:
+        if not self._cfg.rcpt_hook:
             self.rcpt_to_result(None)
             return None
         return RcptTo(addr)
@@ -1117,7 +1132,7 @@ class ServerConnection:
             elif path == "":
                 raise AddressError("null recipient")
             else:
-                address = check_mailbox(path, lenient=self.options.lenient_address_parsing)
+                address = check_mailbox(path, lenient=self._cfg.options.lenient_address_parsing)
         except AddressError:
             self._error(R.BAD_RECIPIENT)
             return None
@@ -1129,7 +1144,7 @@ class ServerConnection:
         if self._rcpt_out_of_order():
             return None
         dsn = None
-        if not self.options.hide_dsn:
+        if not self._cfg.options.hide_dsn:
             notify = args.get("NOTIFY")
             orcpt = args.get("ORCPT")
             if notify is not None or orcpt is not None:
@@ -1177,7 +1192,7 @@ class ServerConnection:
             self._error(R.BINARYMIME_NEEDS_BDAT)
             return None
         self._out.append(R.START_DATA[0])
-        self._framer = DataFramer(check_bare=not self._lenient_endings)
+        self._framer = DataFramer(check_bare=not self._cfg.lenient_endings)
         self._start_body()
         self._phase = DATA
         return DataStart(False)
@@ -1199,16 +1214,16 @@ class ServerConnection:
             return
         if bare:
             events.append(self._reject_body(*_BARE_REJECTION))
-        elif self._reject_oversized and self._body_length > self._size_limit:
+        elif self._cfg.reject_oversized and self._body_length > self._cfg.size_limit:
             events.append(
                 self._reject_body(
                     552,
                     "Error: message exceeds fixed maximum message size "
-                    f"{self._size_limit}",
+                    f"{self._cfg.size_limit}",
                     "5.3.4",
                 )
             )
-        elif self._data_hook:
+        elif self._cfg.data_hook:
             events.append(body)
 
     def _emit(self, events: list[Any]) -> Any:
@@ -1289,7 +1304,7 @@ class ServerConnection:
         first = not self._body_open
         if first:
             self._bdat_framer = BdatFramer(
-                check_bare=not self._lenient_endings and env.body_type != "binarymime"
+                check_bare=not self._cfg.lenient_endings and env.body_type != "binarymime"
             )
             self._start_body()
         assert self._bdat_framer is not None
@@ -1494,7 +1509,7 @@ class ServerConnection:
 
     def _auth(self, arg: bytes, sp: int) -> Any:
         s = self.session
-        if not s.secure and not self.options.allow_insecure_auth:
+        if not s.secure and not self._cfg.options.allow_insecure_auth:
             self._error(R.AUTH_NEED_TLS)
             return None
         if s.user is not None:
@@ -1508,7 +1523,7 @@ class ServerConnection:
             self._error(R.pair(501, "Error: syntax: AUTH mechanism [initial-response]"))
             return None
         method = parts[0].upper().decode("ascii", "replace")
-        if method not in self.options.auth_methods:
+        if method not in self._cfg.options.auth_methods:
             self._error(R.AUTH_UNKNOWN)
             return None
         if len(parts) > 2:
@@ -1520,7 +1535,7 @@ class ServerConnection:
             }[method]
             self._error(R.pair(501, usage))
             return None
-        exchange = SaslExchange(method, self.options.name)
+        exchange = SaslExchange(method, self._cfg.options.name)
         self._sasl = exchange
         return self._sasl_outcome(exchange.start(parts[1] if len(parts) == 2 else None))
 
@@ -1573,7 +1588,7 @@ class ServerConnection:
     def _update_transmission_type(self) -> None:
         s = self.session
         s.transmission_type = transmission_type(
-            self._lmtp, s.opening_command, s.secure, s.user
+            self._cfg.lmtp, s.opening_command, s.secure, s.user
         )
 
 

@@ -35,7 +35,7 @@ _TERMINATOR = b"\r\n.\r\n"
 # does not prove each CR is right before its LF ("\r.\n" also leaves "\r\n"),
 # so the chunk must also hold exactly k CRLF pairs.  Two C passes in all,
 # cheaper than counting CR, LF and CRLF separately.
-_NOT_CR_LF = bytes(b for b in range(256) if b not in (10, 13))
+_NOT_CR_LF = bytes([b for b in range(256) if b not in (10, 13)])
 
 
 def _only_crlf(data: bytes) -> bool:
