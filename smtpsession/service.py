@@ -37,6 +37,17 @@ if TYPE_CHECKING:
 __all__ = ["ListenError", "SMTPService"]
 
 
+def _core_build() -> str:
+    """
+    Which build of the protocol core is running (setup.py: pure Python, or
+    compiled with mypyc): an operator reading the log should not have to
+    guess what was installed.
+    """
+    from smtpsession._core import connection
+
+    return "pure-Python" if (connection.__file__ or "").endswith(".py") else "compiled"
+
+
 class ListenError(Exception):
     """
     The service could not listen on one of its endpoints (port in use,
@@ -194,8 +205,9 @@ class SMTPService(Service):
         self.ports = [p for p in slots if p is not None]
         host = port.getHost()
         self.log.info(
-            "smtpsession listening on {address}",
+            "smtpsession listening on {address} ({core} core)",
             address=_describe(host),
+            core=_core_build(),
         )
         if not self._pending and self._listening:
             waiters, self._waiters = self._waiters, []

@@ -178,7 +178,7 @@ def test_readme_run_command_with_swaks(tmp_path: Path, daemons: list[Daemon]) ->
             pytest.fail("port 2525 is busy; the README command needs it")
     d = Daemon(tmp_path, [twistd(), "-n", "smtpsession"])
     daemons.append(d)
-    assert d.wait_for(re.compile(r"smtpsession listening on [^:]+:2525"))
+    assert d.wait_for(re.compile(r"smtpsession listening on [^:]+:2525 \((pure-Python|compiled) core\)"))
     sent = subprocess.run(
         [
             swaks, "--server", "127.0.0.1:2525", "--from", "alice@example.org",

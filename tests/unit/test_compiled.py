@@ -29,3 +29,11 @@ def test_core_module_comes_from_the_expected_build(name: str) -> None:
     expected = os.environ.get("SMTPSESSION_EXPECT_COMPILED") == "1"
     path = importlib.import_module(name).__file__ or ""
     assert path.endswith(".py") is not expected, path
+
+
+def test_the_daemon_says_which_core_runs() -> None:
+    """The listening log line names the build, as an operator needs to know it."""
+    from smtpsession.service import _core_build
+
+    expected = os.environ.get("SMTPSESSION_EXPECT_COMPILED") == "1"
+    assert _core_build() == ("compiled" if expected else "pure-Python")
