@@ -30,22 +30,18 @@ __all__ = ["DataFramer", "BdatFramer"]
 
 _TERMINATOR = b"\r\n.\r\n"
 
-# Every byte but CR and LF.  Deleting them leaves the chunk's line-ending
-# characters in order: for a clean body, "\r\n" repeated k times.  That alone
-# does not prove each CR is right before its LF ("\r.\n" also leaves "\r\n"),
-# so the chunk must also hold exactly k CRLF pairs.  Two C passes in all,
-# cheaper than counting CR, LF and CRLF separately.
-_NOT_CR_LF = bytes([b for b in range(256) if b not in (10, 13)])
-
-
 def _only_crlf(data: bytes) -> bool:
     """Whether every CR and LF in C{data} is part of a CRLF pair."""
-    seps = data.translate(None, _NOT_CR_LF)
-    n = len(seps)
-    if n & 1:
-        return False
-    k = n >> 1
-    return seps == b"\r\n" * k and data.count(b"\r\n") == k
+    # True exactly when there are as many CRs, and as many LFs, as CRLF
+    # pairs.  The CRs and LFs are counted by deleting them: CPython deletes
+    # one byte value with memchr and memcpy, several times faster than
+    # bytes.count looks at each byte.  (Only the pairs need a real count.)
+    pairs = data.count(b"\r\n")
+    size = len(data)
+    return (
+        size - len(data.replace(b"\r", b"")) == pairs
+        and size - len(data.replace(b"\n", b"")) == pairs
+    )
 
 
 class DataFramer:
@@ -87,7 +83,9 @@ class DataFramer:
         start = 0
         end = -1
         cut = n
-        i = buf.find(b"\r\n.")
+        # Most large bodies (base64 attachments) have no dot at all: memchr
+        # says so far faster than the search for CRLF "." would.
+        i = buf.find(b"\r\n.") if b"." in buf else -1
         while i >= 0:
             after = buf[i + 3 : i + 5]
             if after == b"\r\n":
