@@ -103,12 +103,16 @@ class Parked:
     """
     What a coroutine awaits when it waits for something that will resume
     it directly (a L{smtpsession.stream.MessageStream} with no chunk
-    ready).  Only L{CoroutineDriver} understands it; to anything else it
-    is an ordinary unfired Deferred (see L{smtpsession.stream}).
+    ready).  Only L{CoroutineDriver} understands it: it parks itself in
+    C{driver}, for the stream to resume.  To anything else it is an
+    ordinary unfired Deferred (see L{smtpsession.stream}).
     """
 
+    driver: CoroutineDriver | None = None
 
-_NOTHING = object()
+
+_WAITING = object()
+_RETURNED = object()
 
 
 class CoroutineDriver:
@@ -123,91 +127,124 @@ class CoroutineDriver:
     and lets a L{MessageStream} resume it without any Deferred at all.
     Anything else the coroutine awaits must be a Deferred (or an asyncio
     future, under the asyncio reactor), exactly as with C{fromCoroutine}.
+
+    L{run_coroutine} takes the first step itself and makes a driver only
+    for a coroutine that really waits; the driver then calls C{later} (or
+    C{now}, while L{run_coroutine} has not returned) when it finishes.
     """
 
-    __slots__ = ("_coro", "_ctx", "_now", "_later", "_sync", "_got", "finished")
+    __slots__ = ("_coro", "_send", "_run", "_cont")
 
-    def __init__(self, coro: Any, now: Continuation, later: Continuation) -> None:
+    def __init__(
+        self,
+        coro: Any,
+        send: Callable[[Any], Any],
+        run: Callable[..., Any],
+        cont: Continuation,
+    ) -> None:
         self._coro = coro
-        self._ctx = contextvars.copy_context()
-        self._now = now
-        self._later = later
-        self._sync = True
-        self._got: Any = _NOTHING
-        self.finished = False
-
-    def start(self) -> bool:
-        """Run until the first real wait; C{True} if it already finished."""
-        self._run(None, None)
-        self._sync = False
-        return self.finished
-
-    def resume(self, value: Any) -> None:
-        """Resume with C{value} as the result of the pending await."""
-        self._run(value, None)
+        # coro.send and ctx.run, bound once: each resume would otherwise
+        # make both method objects again.
+        self._send = send
+        self._run = run
+        self._cont = cont
 
     def throw(self, exc: BaseException) -> None:
         """Resume by raising C{exc} at the pending await."""
-        self._run(None, exc)
+        self.resume(None, exc)
 
-    def _run(self, value: Any, exc: BaseException | Failure | None) -> None:
-        coro = self._coro
-        run = self._ctx.run
+    def resume(self, value: Any, exc: BaseException | Failure | None = None) -> None:
+        """
+        Resume with C{value} as the result of the pending await (or by
+        raising C{exc} there), and run until the next real wait.  The stream
+        calls this directly for every chunk: it is the per-chunk cost.
+        """
+        run = self._run
         while True:
             try:
                 if exc is None:
-                    awaited = run(coro.send, value)
+                    awaited = run(self._send, value)
                 elif isinstance(exc, Failure):
-                    awaited = run(exc.throwExceptionIntoGenerator, coro)
+                    awaited = run(exc.throwExceptionIntoGenerator, self._coro)
                 else:
-                    awaited = run(coro.throw, exc)
+                    awaited = run(self._coro.throw, exc)
             except StopIteration as e:
-                self._finish(e.value, None)
+                self._coro = None
+                self._cont(e.value, None)
                 return
             except BaseException:
-                self._finish(None, Failure())
+                self._coro = None
+                self._cont(None, Failure())
                 return
             if isinstance(awaited, Parked):
-                awaited.park(self)  # type: ignore[attr-defined]
+                awaited.driver = self
                 return
-            d = _as_deferred(awaited)
-            if d is None:
-                value = None
-                exc = TypeError(
-                    f"a smtpsession hook awaited {awaited!r}; await Deferreds "
-                    "(or asyncio futures under the asyncio reactor)"
-                )
-                continue
-            self._got = _NOTHING
-            waiting = [True]
-
-            def got(result: Any, waiting: list[bool] = waiting) -> None:
-                if waiting[0]:
-                    self._got = result
-                elif isinstance(result, Failure):
-                    self._run(None, result)
-                else:
-                    self._run(result, None)
-
-            d.addBoth(got)
-            result = self._got
-            if result is _NOTHING:
-                waiting[0] = False
+            outcome = self._wait_for(awaited)
+            if outcome is None:
                 return
-            self._got = _NOTHING
-            waiting[0] = False
-            if isinstance(result, Failure):
-                value, exc = None, result
+            value, exc = outcome
+
+    def _wait_for(self, awaited: Any) -> tuple[Any, BaseException | Failure | None] | None:
+        """
+        Wait for anything but a stream: C{None} if it is pending (L{resume}
+        will be called when it fires), else its outcome, to go on with at
+        once without growing the stack.
+        """
+        d = _as_deferred(awaited)
+        if d is None:
+            return None, TypeError(
+                f"a smtpsession hook awaited {awaited!r}; await Deferreds "
+                "(or asyncio futures under the asyncio reactor)"
+            )
+        state: list[Any] = [_WAITING]
+
+        def got(result: Any) -> None:
+            if state[0] is _WAITING:
+                state[0] = result
+            elif isinstance(result, Failure):
+                self.resume(None, result)
             else:
-                value, exc = result, None
+                self.resume(result)
 
-    def _finish(self, value: Any, failure: Failure | None) -> None:
-        self.finished = True
-        self._coro = None
-        if self._sync:
-            self._now(value, failure)
-        else:
-            self._later(value, failure)
+        d.addBoth(got)
+        result = state[0]
+        state[0] = _RETURNED
+        if result is _WAITING:
+            return None
+        if isinstance(result, Failure):
+            return None, result
+        return result, None
+
+
+def run_coroutine(coro: Any, now: Continuation, later: Continuation) -> bool:
+    """
+    Run C{coro} in a copy of the current context (so that context variables
+    it sets stay its own) until it finishes or really waits.
+
+    @return: C{True} if it finished and C{now} has run, C{False} if a
+        L{CoroutineDriver} will call C{later}.
+    """
+    send = coro.send
+    run = contextvars.copy_context().run
+    try:
+        awaited = run(send, None)
+    except StopIteration as e:
+        now(e.value, None)
+        return True
+    except BaseException:
+        now(None, Failure())
+        return True
+    driver = CoroutineDriver(coro, send, run, now)
+    if isinstance(awaited, Parked):
+        awaited.driver = driver
+    else:
+        outcome = driver._wait_for(awaited)
+        if outcome is not None:
+            driver.resume(*outcome)
+            if driver._coro is None:
+                return True
+    driver._cont = later
+    return False
 
 
 def _as_deferred(awaited: Any) -> Deferred[Any] | None:
@@ -246,13 +283,13 @@ def call_hook(
         return True
     t = type(result)
     if t is CoroutineType or t is GeneratorType:
-        return CoroutineDriver(result, now, later or now).start()
+        return run_coroutine(result, now, later or now)
     if result is None or t is str or t is bool or t is list:
         now(result, None)
         return True
     if not isinstance(result, Deferred):
         if inspect.isawaitable(result):
-            return CoroutineDriver(_await(result), now, later or now).start()
+            return run_coroutine(_await(result), now, later or now)
         now(result, None)
         return True
     box = _Box()

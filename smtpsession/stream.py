@@ -12,16 +12,17 @@ protocol to stop reading from the socket until the reader catches up.
 
 from __future__ import annotations
 
+import types
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from smtpsession._hooks import CoroutineDriver, Parked
+from smtpsession._hooks import Parked
 from smtpsession.interfaces import IMessageStream
 
 __all__ = ["MessageStream", "HIGH_WATER", "LOW_WATER", "StreamAborted"]
@@ -31,73 +32,24 @@ HIGH_WATER = 256 * 1024
 #: Queued bytes below which it is resumed.
 LOW_WATER = 64 * 1024
 
-class _Ready:
-    """An awaitable that is already done: ``await _Ready(x)`` is ``x``."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: bytes) -> None:
-        self.value = value
-
-    def __await__(self) -> Any:
-        return self
-
-    def __iter__(self) -> Any:
-        return self
-
-    def __next__(self) -> Any:
-        raise StopIteration(self.value)
-
-
-_UNSET = object()
+#: Sent to a parked reader at the end of the body: its wait raises
+#: StopAsyncIteration itself, which costs less than throwing one into the
+#: coroutine from outside.
+_END = object()
 
 
 class _Wait(Deferred[Any], Parked):
     """
     What C{async for} waits on when no chunk is ready.  Under
     L{CoroutineDriver} (how smtpsession runs coroutine hooks) it parks the
-    driver, which the stream then resumes directly; anywhere else (a
-    coroutine the handler runs itself with C{ensureDeferred}) it is an
-    ordinary Deferred that fires with the next chunk.
+    driver, which the stream then resumes directly with the chunk; anywhere
+    else (a coroutine the handler runs itself with C{ensureDeferred}) it is
+    an ordinary Deferred that fires with the next chunk.
+
+    A waiter that was only ever parked was never used as a Deferred, so the
+    stream hands it out again for the next wait: one per message, not one
+    per chunk.
     """
-
-    driver: CoroutineDriver | None = None
-    _value: Any = _UNSET
-
-    def __await__(self) -> Any:
-        while True:
-            value = self._value
-            if value is not _UNSET:
-                return value
-            if self.called and not self.paused:
-                result = self.result
-                if isinstance(result, Failure):
-                    self.result = None  # consumed here, never "unhandled"
-                    result.raiseException()
-                return result
-            yield self
-
-    __iter__ = __await__
-
-    def park(self, driver: CoroutineDriver) -> None:
-        self.driver = driver
-
-    def deliver(self, chunk: bytes) -> None:
-        driver = self.driver
-        if driver is not None:
-            self.driver = None
-            self._value = chunk
-            driver.resume(None)
-        else:
-            self.callback(chunk)
-
-    def finish(self, exc: BaseException) -> None:
-        driver = self.driver
-        if driver is not None:
-            self.driver = None
-            driver.throw(exc)
-        else:
-            self.errback(Failure(exc))
 
 
 class StreamAborted(Exception):
@@ -118,6 +70,34 @@ class MessageStream:
         C{size} option (always C{False} when there is no limit).
     """
 
+    # Slots, all set in __init__: a stream is made per message, and slot
+    # stores and loads are the cheapest attribute access there is.  (Class
+    # defaults would make fewer stores, but instances that then set their
+    # attributes in varying orders get a real dict built on CPython 3.11.)
+    # __dict__ and __weakref__ keep handlers free to annotate a stream.
+    __slots__ = (
+        "byte_length",
+        "size_exceeded",
+        "_limit",
+        "_pause_cb",
+        "_resume_cb",
+        "_chunks",
+        "_queued",
+        "_paused",
+        "_waiter",
+        "_spare",
+        "_ended",
+        "_error",
+        "_mode",
+        "_whole",
+        "_read_d",
+        "_consumer",
+        "_consumer_paused",
+        "_done_d",
+        "__dict__",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         size_limit: int,
@@ -132,7 +112,8 @@ class MessageStream:
         self._chunks: deque[bytes] = deque()
         self._queued = 0
         self._paused = False  # we asked the protocol to stop reading
-        self._waiter: _Wait | None = None
+        self._waiter: _Wait | None = None  # the reader waiting for a chunk
+        self._spare: _Wait | None = None  # a waiter that may be handed out again
         self._ended = False
         self._error: Failure | None = None
         self._mode: str | None = None
@@ -151,23 +132,41 @@ class MessageStream:
     # ------------------------------------------------------------------
 
     def __aiter__(self) -> MessageStream:
-        self._claim("iter")
+        if self._mode != "iter":
+            self._claim("iter")
         return self
 
-    def __anext__(self) -> Any:
-        # A plain method returning an awaitable (not "async def"): a ready
-        # chunk costs no coroutine, and a wait costs no Deferred round trip
-        # when CoroutineDriver runs the hook (see _Wait).
+    # A generator-based coroutine (not "async def"): a ready chunk costs no
+    # coroutine object and no awaitable wrapper, and a wait costs no
+    # Deferred round trip when CoroutineDriver runs the hook (see _Wait).
+    @types.coroutine
+    def __anext__(self) -> Generator[Any, Any, bytes]:
         if self._chunks:
-            return _Ready(self._pop())
+            return self._pop()
         if self._error is not None:
             self._error.raiseException()
         if self._ended:
             raise StopAsyncIteration
         waiter = self._waiter
         if waiter is None:
-            waiter = self._waiter = _Wait()
-        return waiter
+            waiter = self._spare
+            if waiter is None:
+                waiter = self._spare = _Wait()
+            self._waiter = waiter
+        while True:
+            # The driver sends the chunk (or _END); Deferred-style runners
+            # send the waiter's result, or throw its failure in here.
+            value = yield waiter
+            if value is not None:
+                if value is _END:
+                    raise StopAsyncIteration
+                return value
+            if waiter.called and not waiter.paused:
+                result = waiter.result
+                if isinstance(result, Failure):
+                    waiter.result = None  # consumed here, never "unhandled"
+                    result.raiseException()
+                return cast(bytes, result)
 
     def read(self) -> Deferred[bytes]:
         """
@@ -305,7 +304,15 @@ class MessageStream:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
-            waiter.deliver(chunk)
+            driver = waiter.driver
+            if driver is not None:
+                # Parked: the waiter was never a real Deferred, so it can
+                # serve the next wait too.
+                waiter.driver = None
+                driver.resume(chunk)
+            else:
+                self._spare = None
+                waiter.callback(chunk)
             return
         if mode == "read":
             assert self._whole is not None
@@ -330,7 +337,13 @@ class MessageStream:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
-            waiter.finish(StopAsyncIteration())
+            self._spare = None
+            driver = waiter.driver
+            if driver is not None:
+                waiter.driver = None
+                driver.resume(_END)
+            else:
+                waiter.errback(Failure(StopAsyncIteration()))
         read_d = self._read_d
         if read_d is not None:
             self._read_d = None
@@ -355,7 +368,13 @@ class MessageStream:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
-            waiter.finish(exc)
+            self._spare = None
+            driver = waiter.driver
+            if driver is not None:
+                waiter.driver = None
+                driver.throw(exc)
+            else:
+                waiter.errback(Failure(exc))
         read_d = self._read_d
         if read_d is not None:
             self._read_d = None

@@ -7,10 +7,11 @@ and bodies that end badly.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred, getDebugging, setDebugging, succeed
 from twisted.internet.interfaces import IConsumer
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -277,3 +278,126 @@ def test_connection_lost_fails_every_reading_style(style: str) -> None:
     c.send(b"partial")
     c.disconnect()
     assert len(failures) == 1 and failures[0].check(StreamAborted)
+
+
+@pytest.mark.parametrize("runner", ["fromCoroutine", "ensureDeferred"])
+def test_coroutine_run_by_the_handler_reads_every_chunk(runner: str) -> None:
+    """
+    A reader the handler runs itself (not under smtpsession's driver) awaits
+    the stream's waits as ordinary Deferreds, chunk after chunk, to the end.
+    """
+    received: list[bytes] = []
+
+    async def reader(stream: Any) -> str:
+        async for chunk in stream:
+            received.append(chunk)
+            await succeed(None)
+        return "Stored"
+
+    class H(Handler):
+        def on_data(self, stream: Any, session: Any) -> Any:
+            if runner == "fromCoroutine":
+                return Deferred.fromCoroutine(reader(stream))
+            return ensureDeferred(reader(stream))
+
+    c = FakeServer(H()).connect()
+    open_data(c)
+    for n in range(3):
+        assert c.send(b"line %d\r\n" % n) == []
+    assert c.send(b".\r\n") == ["250 2.6.0 Stored"]
+    assert b"".join(received) == b"line 0\r\nline 1\r\nline 2\r\n"
+    assert len(received) >= 3
+    # The same server, the next message, read the same way.
+    received.clear()
+    assert codes(c.lines("MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>", "DATA")) == [
+        250,
+        250,
+        354,
+    ]
+    assert c.send(b"again\r\n.\r\n") == ["250 2.6.0 Stored"]
+    assert received == [b"again\r\n"]
+
+
+def test_coroutine_run_by_the_handler_sees_the_abort() -> None:
+    """The handler's own coroutine gets StreamAborted at the wait when the client gives up."""
+    outcomes: list[Any] = []
+
+    async def reader(stream: Any) -> None:
+        try:
+            async for _ in stream:
+                pass
+        except StreamAborted as e:
+            outcomes.append(e)
+            return
+        outcomes.append("complete")
+
+    class H(Handler):
+        def on_data(self, stream: Any, session: Any) -> Any:
+            return ensureDeferred(reader(stream))
+
+    c = FakeServer(H()).connect()
+    open_data(c)
+    c.send(b"partial\r\n")
+    c.disconnect()
+    assert len(outcomes) == 1 and isinstance(outcomes[0], StreamAborted)
+
+
+def test_context_variables_belong_to_one_hook_call() -> None:
+    """
+    A context variable set in on_data keeps its value across every chunk
+    the hook waits for, and leaks neither into later hook calls nor out.
+    """
+    var: ContextVar[str] = ContextVar("var", default="unset")
+    seen: list[tuple[str, str]] = []
+
+    class H(Handler):
+        async def on_mail_from(self, address: Any, session: Any) -> Any:
+            seen.append(("mail", var.get()))
+            var.set("mail")
+
+        async def on_data(self, stream: Any, session: Any) -> Any:
+            seen.append(("data", var.get()))
+            var.set("data")
+            async for _ in stream:
+                seen.append(("chunk", var.get()))
+                var.set("data")
+            seen.append(("end", var.get()))
+
+    c = FakeServer(H()).connect()
+    c.lines("EHLO c")
+    for _ in range(2):
+        c.lines("MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>", "DATA")
+        c.send(b"one\r\n")
+        c.send(b"two\r\n")
+        assert c.send(b".\r\n") == ["250 2.6.0 OK: message queued"]
+    assert var.get() == "unset"
+    assert [s for s in seen if s[0] in ("mail", "data")] == [
+        ("mail", "unset"),
+        ("data", "unset"),
+    ] * 2
+    assert {v for k, v in seen if k in ("chunk", "end")} == {"data"}
+    assert len([s for s in seen if s[0] == "chunk"]) >= 4
+
+
+def test_coroutine_run_by_the_handler_under_deferred_debugging() -> None:
+    """With Deferred debugging on, the stream's waits still work as Deferreds."""
+    received: list[bytes] = []
+
+    async def reader(stream: Any) -> None:
+        async for chunk in stream:
+            received.append(chunk)
+
+    class H(Handler):
+        def on_data(self, stream: Any, session: Any) -> Any:
+            return ensureDeferred(reader(stream))
+
+    was = getDebugging()
+    setDebugging(True)
+    try:
+        c = FakeServer(H()).connect()
+        open_data(c)
+        c.send(b"one\r\n")
+        assert c.send(b".\r\n") == ["250 2.6.0 OK: message queued"]
+    finally:
+        setDebugging(was)
+    assert b"".join(received) == b"one\r\n"
