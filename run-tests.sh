@@ -33,6 +33,7 @@ if $SUDO postfix status >/dev/null 2>&1; then $SUDO postfix stop >/dev/null 2>&1
 
 VENV=${SMTPSESSION_TEST_VENV:-.venv-test}
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+VENV=$(cd "$VENV" && pwd)  # absolute: the compiled run below works in another directory
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q ".[test,docs,dev]"
 
