@@ -301,18 +301,8 @@ class MessageStream:
         mode = self._mode
         if mode == "drain":
             return
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            driver = waiter.driver
-            if driver is not None:
-                # Parked: the waiter was never a real Deferred, so it can
-                # serve the next wait too.
-                waiter.driver = None
-                driver.resume(chunk)
-            else:
-                self._spare = None
-                waiter.callback(chunk)
+        if self._waiter is not None:
+            self._wake(chunk)
             return
         if mode == "read":
             assert self._whole is not None
@@ -329,21 +319,42 @@ class MessageStream:
         if self._queued > HIGH_WATER:
             self._pause_client()
 
+    def _wake(self, value: Any, exc: BaseException | None = None) -> None:
+        """
+        Give the waiting reader a chunk, the end (L{_END}) or an error
+        (C{exc}): straight into a parked coroutine, else by firing the
+        waiter as the Deferred it then is.  A waiter that was only parked
+        and got a chunk may serve the next wait; any other is spent.
+        """
+        waiter = self._waiter
+        assert waiter is not None
+        self._waiter = None
+        driver = waiter.driver
+        if driver is not None and value is not _END:
+            waiter.driver = None
+            driver.resume(value)
+            return
+        self._spare = None
+        if driver is not None:
+            waiter.driver = None
+            if exc is None:
+                driver.resume(_END)
+            else:
+                driver.throw(exc)
+        elif exc is not None:
+            waiter.errback(Failure(exc))
+        elif value is _END:
+            waiter.errback(Failure(StopAsyncIteration()))
+        else:
+            waiter.callback(value)
+
     def end(self) -> None:
         """The body is complete."""
         if self._ended:
             return
         self._ended = True
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            self._spare = None
-            driver = waiter.driver
-            if driver is not None:
-                waiter.driver = None
-                driver.resume(_END)
-            else:
-                waiter.errback(Failure(StopAsyncIteration()))
+        if self._waiter is not None:
+            self._wake(_END)
         read_d = self._read_d
         if read_d is not None:
             self._read_d = None
@@ -365,16 +376,8 @@ class MessageStream:
         self._error = failure
         self._chunks.clear()
         self._queued = 0
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            self._spare = None
-            driver = waiter.driver
-            if driver is not None:
-                waiter.driver = None
-                driver.throw(exc)
-            else:
-                waiter.errback(Failure(exc))
+        if self._waiter is not None:
+            self._wake(_END, exc)
         read_d = self._read_d
         if read_d is not None:
             self._read_d = None

@@ -210,26 +210,18 @@ class _Settings:
 #: entries hold their options object, so an id is not reused while cached;
 #: the bound keeps a program that makes options objects by the thousand
 #: from growing this for ever.
-_SETTINGS: dict[tuple[int, bool, bool, bool, bool, bool], _Settings] = {}
+_SETTINGS: dict[tuple[int | bool, ...], _Settings] = {}
 _SETTINGS_MAX = 64
 
 
-def _settings_for(
-    options: SMTPServerOptions,
-    tls_available: bool,
-    auth_enabled: bool,
-    mail_hook: bool,
-    rcpt_hook: bool,
-    data_hook: bool,
-) -> _Settings:
-    key = (id(options), tls_available, auth_enabled, mail_hook, rcpt_hook, data_hook)
+def _settings_for(options: SMTPServerOptions, *flags: bool) -> _Settings:
+    """The shared L{_Settings} for C{options} and C{_Settings}' flags."""
+    key = (id(options), *flags)
     settings = _SETTINGS.get(key)
     if settings is None or settings.options is not options:
         if len(_SETTINGS) >= _SETTINGS_MAX:
             _SETTINGS.clear()
-        settings = _SETTINGS[key] = _Settings(
-            options, tls_available, auth_enabled, mail_hook, rcpt_hook, data_hook
-        )
+        settings = _SETTINGS[key] = _Settings(options, *flags)
     return settings
 
 

@@ -59,3 +59,16 @@ def test_session_id_is_made_when_first_read() -> None:
     assert len(first) == 32 and set(first) <= set("0123456789abcdef")
     assert sa.id is first  # made once, then kept
     assert sb.id != first
+
+
+def test_settings_cache_is_bounded() -> None:
+    """A program making options objects by the thousand does not grow the shared settings."""
+    from smtpsession._core import connection
+    from smtpsession.options import SMTPServerOptions
+    from smtpsession.session import Session
+
+    for _ in range(3 * connection._SETTINGS_MAX):
+        options = SMTPServerOptions()
+        conn = connection.ServerConnection(options, Session())
+        assert conn._cfg.options is options
+    assert 0 < len(connection._SETTINGS) <= connection._SETTINGS_MAX
