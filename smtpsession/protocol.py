@@ -246,9 +246,9 @@ class SMTPServerProtocol(Protocol):
             session,
             tls_available=factory.tls_available(transport),
             auth_enabled=factory.auth_enabled,
-            mail_hook=self.factory.hooks.on_mail_from is not None,
-            rcpt_hook=self.factory.hooks.on_rcpt_to is not None,
-            data_hook=self.factory.hooks.on_data is not None,
+            mail_hook=factory.hooks.on_mail_from is not None,
+            rcpt_hook=factory.hooks.on_rcpt_to is not None,
+            data_hook=factory.hooks.on_data is not None,
         )
         self._last_activity = factory.clock.seconds()
         factory._watch_idle()

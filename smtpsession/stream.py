@@ -323,22 +323,19 @@ class MessageStream:
         """
         Give the waiting reader a chunk, the end (L{_END}) or an error
         (C{exc}): straight into a parked coroutine, else by firing the
-        waiter as the Deferred it then is.  A waiter that was only parked
+        waiter as the Deferred it then is.  Only a waiter that was parked
         and got a chunk may serve the next wait; any other is spent.
         """
         waiter = self._waiter
         assert waiter is not None
         self._waiter = None
         driver = waiter.driver
-        if driver is not None and value is not _END:
-            waiter.driver = None
-            driver.resume(value)
-            return
-        self._spare = None
+        if driver is None or value is _END or exc is not None:
+            self._spare = None
         if driver is not None:
             waiter.driver = None
             if exc is None:
-                driver.resume(_END)
+                driver.resume(value)
             else:
                 driver.throw(exc)
         elif exc is not None:
@@ -377,7 +374,7 @@ class MessageStream:
         self._chunks.clear()
         self._queued = 0
         if self._waiter is not None:
-            self._wake(_END, exc)
+            self._wake(None, exc)
         read_d = self._read_d
         if read_d is not None:
             self._read_d = None
