@@ -4,12 +4,15 @@ of smtp-source's dialogue with a fixed reply (no parsing, no checks, direct
 socket writes) and skips bodies up to CRLF.CRLF.  Its CPU per message under a
 workload is what Twisted's reactor and the system calls cost by themselves.
 
-usage: python twisted_floor.py PORT     (listens on 127.0.0.1 only)
+usage: python twisted_floor.py PORT [BUSY_US]     (listens on 127.0.0.1 only)
 then e.g. smtp-source -s 50 -m 20000 -l 1024 -d 127.0.0.1:PORT, and compare the
 server's CPU time per message with smtpsession's under the same load.
+BUSY_US adds that many microseconds of busy work to every read: a slower
+server with the same system calls (tools/cpu_split.sh uses it).
 """
 
 import sys
+import time
 
 from twisted.internet import protocol, reactor
 from twisted.internet.endpoints import serverFromString
@@ -31,6 +34,10 @@ class Floor(protocol.Protocol):
         t.write(data)
 
     def dataReceived(self, data):
+        if BUSY:
+            until = time.perf_counter() + BUSY
+            while time.perf_counter() < until:
+                pass
         if self.in_data:
             if data.endswith(b"\r\n.\r\n"):
                 self.in_data = False
@@ -49,6 +56,8 @@ class Floor(protocol.Protocol):
             else:
                 self.send(b"250 OK\r\n")
 
+
+BUSY = float(sys.argv[2]) / 1e6 if len(sys.argv) > 2 else 0.0
 
 if __name__ == "__main__":
     factory = protocol.ServerFactory()

@@ -32,16 +32,14 @@ _TERMINATOR = b"\r\n.\r\n"
 
 def _only_crlf(data: bytes) -> bool:
     """Whether every CR and LF in C{data} is part of a CRLF pair."""
-    # True exactly when there are as many CRs, and as many LFs, as CRLF
-    # pairs.  The CRs and LFs are counted by deleting them: CPython deletes
-    # one byte value with memchr and memcpy, several times faster than
-    # bytes.count looks at each byte.  (Only the pairs need a real count.)
-    pairs = data.count(b"\r\n")
-    size = len(data)
-    return (
-        size - len(data.replace(b"\r", b"")) == pairs
-        and size - len(data.replace(b"\n", b"")) == pairs
-    )
+    # Delete every CR, then put one back before every LF: the result is
+    # C{data} again exactly when each CR was followed by an LF and each LF
+    # preceded by a CR.  Both steps replace a single byte value, which
+    # CPython does with memchr and memcpy, and the comparison is a memcmp:
+    # about three times faster than counting the CRLF pairs, which needs
+    # the general substring search.  (Without any CR or LF, both steps give
+    # back C{data} itself.)
+    return data.replace(b"\r", b"").replace(b"\n", b"\r\n") == data
 
 
 class DataFramer:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from smtpsession._core.framing import DataFramer
+from smtpsession._core.framing import DataFramer, _only_crlf
 
 PIECES = [b"\r", b"\n", b".", b"a", b"\r\n", b"\r\n.", b"\r\n..", b"\r\n.\r\n"]
 
@@ -75,3 +75,24 @@ def test_separated_bare_cr_and_lf_are_bare(body: bytes) -> None:
     wire = body + b"\r\n.\r\n"
     assert frame([wire])[2] is True
     assert frame([wire[i : i + 1] for i in range(len(wire))])[2] is True
+
+
+def only_crlf_reference(data: bytes) -> bool:
+    """Byte by byte: each CR followed by an LF, each LF preceded by a CR."""
+    for i, c in enumerate(data):
+        if c == 13 and data[i + 1 : i + 2] != b"\n":
+            return False
+        if c == 10 and (i == 0 or data[i - 1] != 13):
+            return False
+    return True
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b"\n\r", b"\r\r\n"]), max_size=30))
+@example([b"\r\r\n"])
+@example([b"\n\r"])
+@example([b"\r", b"a", b"\n"])
+def test_bare_check_matches_reference(pieces: list[bytes]) -> None:
+    """The fast bare CR/LF check agrees with the byte-by-byte definition."""
+    data = b"".join(pieces)
+    assert _only_crlf(data) is only_crlf_reference(data)
