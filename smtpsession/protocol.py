@@ -816,7 +816,8 @@ class SMTPServerProtocol(Protocol):
         self._data_outcome = None
         self._data_waiting = False
         self._data_generation += 1
-        self._data_started = self.factory.clock.seconds()
+        if options.transaction_log:
+            self._data_started = self.factory.clock.seconds()
         generation = self._data_generation
         fn = self.factory.hooks.on_data
         if fn is None:
@@ -883,7 +884,9 @@ class SMTPServerProtocol(Protocol):
             else:
                 self._hook_error(failure, "on_data")
                 results = [_INTERNAL]
-        elif isinstance(value, list | tuple):
+        elif value is None:
+            results = [None]
+        elif isinstance(value, (list, tuple)):
             results = [_data_item(v) for v in value]
             if (
                 self.factory.options.lmtp
