@@ -20,7 +20,7 @@ from smtpsession._core.replies import format_reply
 from smtpsession._hooks import HookTable
 from smtpsession._tls_layer import OpenSSLLayer, StdlibLayer, new_connection
 from smtpsession.options import SMTPServerOptions, is_trusted
-from smtpsession.protocol import SMTPServerProtocol
+from smtpsession.protocol import SMTPServerProtocol, _TurnSender
 
 if TYPE_CHECKING:
     from smtpsession.session import Envelope, Session
@@ -68,6 +68,7 @@ class SMTPServerFactory(ServerFactory):
         self._drained: list[Deferred[None]] = []
         self._force_call: Any = None
         self._sweep: Any = None
+        self._senders: dict[Any, _TurnSender] = {}
         self._tick = min(1.0, options.socket_timeout / 4)
         self._tls_context = tls.build_context(options)
         if options.secure and not options.secured and self._tls_context is None:
@@ -102,6 +103,13 @@ class SMTPServerFactory(ServerFactory):
             )
         self.connections.add(proto)
         return None
+
+    def _turn_sender(self, reactor: Any) -> _TurnSender:
+        """The L{protocol._TurnSender} of the reactor a connection lives in."""
+        sender = self._senders.get(reactor)
+        if sender is None:
+            sender = self._senders[reactor] = _TurnSender(reactor)
+        return sender
 
     def _watch_idle(self) -> None:
         """

@@ -73,8 +73,8 @@ _BODY_READ_SIZE = 262144
 
 def _can_write_directly(transport: Any) -> bool:
     """
-    Whether L{SMTPServerProtocol._write} may bypass the write queue: only on
-    Twisted's own TCP server transport, whose queue it can see.
+    Whether L{SMTPServerProtocol._send_pending} may bypass the write queue:
+    only on Twisted's own TCP server transport, whose queue it can see.
     """
     try:
         from twisted.internet.tcp import Server
@@ -86,6 +86,46 @@ def _can_write_directly(transport: Any) -> bool:
         and hasattr(transport, "_tempDataBuffer")
         and hasattr(transport, "socket")
     )
+
+
+class _TurnSender:
+    """
+    Sends the replies of one reactor turn together, once the turn has
+    handled every socket that was ready.
+
+    Why: a reply sent the moment it is made usually finds the client asleep
+    (it has long dealt with the previous one), and waking it costs the
+    server more system time than the reply itself: under 50 busy sessions,
+    about 7 us of a 1 KB message's 60.  Sent at the end of the turn, the
+    replies to every client served in that turn go out back to back, and
+    only the first finds a sleeper.  The wait is what that turn still had to
+    do, never a timer: the flush is the first thing the reactor runs after
+    the sockets (C{callLater(0)}), the way Redis writes its replies just
+    before it polls again.
+    """
+
+    __slots__ = ("_reactor", "_due", "_call")
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self._due: list[SMTPServerProtocol] = []
+        self._call: Any = None
+
+    def add(self, proto: SMTPServerProtocol) -> None:
+        self._due.append(proto)
+        if self._call is None:
+            self._call = self._reactor.callLater(0, self._run)
+
+    def _run(self) -> None:
+        self._call = None
+        due, self._due = self._due, []
+        for proto in due:
+            try:
+                proto._send_pending()
+            except Exception:
+                # Not one client's broken socket for everyone's replies.
+                proto.log.failure("Could not send replies")
+                proto._abort()
 
 
 def _tls_writer(transport: Any) -> Any:
@@ -164,6 +204,7 @@ class SMTPServerProtocol(Protocol):
         "_last_activity",
         "_lost",
         "_paused",
+        "_pending",
         "_processing",
         "_proxy",
         "_refused",
@@ -202,7 +243,10 @@ class SMTPServerProtocol(Protocol):
         self._data_rejected: Any = None
         self._data_generation = 0
         self._data_started = 0.0  # for the transaction log's duration
-        self._direct = False
+        # Where replies go on a plain TCP socket: the reactor turn's sender
+        # (see _write); None when they go through transport.write.
+        self._direct: _TurnSender | None = None
+        self._pending = b""  # replies waiting for the end of the turn
         self._tls_writer: Any = None
         self._tls: StdlibLayer | OpenSSLLayer | None = None
         self._connect_called = False
@@ -229,7 +273,8 @@ class SMTPServerProtocol(Protocol):
             except OSError:
                 pass
         transport.registerProducer(self, True)  # type: ignore[attr-defined]
-        self._direct = _can_write_directly(transport)
+        if _can_write_directly(transport):
+            self._direct = factory._turn_sender(transport.reactor)  # type: ignore[attr-defined]
         peer = transport.getPeer()
         host = transport.getHost()
         session = Session()  # its id is made when first read
@@ -331,7 +376,7 @@ class SMTPServerProtocol(Protocol):
         if self._proxy is not None:
             self._proxy_received(data)
             return
-        if len(data) >= _READ_SIZE and self._direct and self._stream is not None:
+        if len(data) >= _READ_SIZE and self._direct is not None and self._stream is not None:
             # A large body is streaming in: read it in bigger bites (fewer
             # calls per byte); _end_body_reads puts the default back.
             self.transport.bufferSize = _BODY_READ_SIZE  # type: ignore[union-attr]
@@ -471,8 +516,10 @@ class SMTPServerProtocol(Protocol):
         try:
             self._tls = self.factory.tls_layer(self)
             if self._tls is None:
-                # Twisted's TLS layer: it becomes our transport.
-                self._direct = False
+                # Twisted's TLS layer: it becomes our transport; what is
+                # still pending (the 220) must go out in clear before it.
+                self._send_pending()
+                self._direct = None
                 self.factory.start_tls(self.transport)
         except Exception:
             self.log.failure(
@@ -646,12 +693,8 @@ class SMTPServerProtocol(Protocol):
     def _write(self, data: bytes, raw: bool = False) -> None:
         """
         Send replies (C{raw}: bytes already encrypted, or no TLS).  On a plain
-        TCP transport with nothing queued, send them straight away:
-        C{transport.write} would only queue them for the next reactor turn,
-        which costs two epoll updates and a wakeup per reply, about a third of
-        the server's CPU per message.  Whatever the socket does not take goes
-        through C{transport.write} as usual, and from then on every write
-        does, until the queue is empty again.
+        TCP transport they wait for the end of the reactor turn
+        (L{_TurnSender}), then go straight to the socket (L{_send_pending}).
         """
         if not raw:
             tls = self._tls
@@ -666,8 +709,33 @@ class SMTPServerProtocol(Protocol):
             elif self._tls_writer is not None:
                 self._tls_writer(data)
                 return
+        sender = self._direct
+        if sender is not None:
+            if self._pending:
+                self._pending += data
+            else:
+                self._pending = data
+                sender.add(self)
+            return
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def _send_pending(self) -> None:
+        """
+        Send what L{_write} kept back, straight to the socket when Twisted's
+        write queue is empty: C{transport.write} would only queue it for the
+        next reactor turn, which costs two epoll updates and a wakeup per
+        reply.  Whatever the socket does not take goes through
+        C{transport.write} as usual, and from then on every write does, until
+        the queue is empty again.
+        """
+        data = self._pending
+        if not data:
+            return
+        self._pending = b""
+        if self._lost:
+            return
         t: Any = self.transport
-        if self._direct and not t.dataBuffer and not t._tempDataBuffer:
+        if not t.dataBuffer and not t._tempDataBuffer:
             if t.connected and not t.disconnecting:
                 # The socket itself, not writeSomeData: that wraps the data
                 # in a memoryview and the call in a retry loop, about 4.7k
@@ -698,6 +766,7 @@ class SMTPServerProtocol(Protocol):
             notify = tls.close()
             if notify:
                 self._write(notify, raw=True)
+        self._send_pending()  # the last replies, before the socket closes
         # A TLS transport waits for its producer to go away before it sends
         # close_notify and closes; without this a TLS session would only end
         # when the half-close timer below aborts it.
@@ -851,7 +920,7 @@ class SMTPServerProtocol(Protocol):
 
     def _end_body_reads(self) -> None:
         t: Any = self.transport
-        if self._direct and t.bufferSize != _READ_SIZE:
+        if self._direct is not None and t.bufferSize != _READ_SIZE:
             t.bufferSize = _READ_SIZE
 
     def _on_data_end(self, ev: DataEnd) -> None:
