@@ -102,16 +102,34 @@ class _TurnSender:
     do, never a timer: the flush is the first thing the reactor runs after
     the sockets (C{callLater(0)}), the way Redis writes its replies just
     before it polls again.
+
+    With a single busy client there is nothing to send along, and the
+    C{callLater} per turn would cost a tenth of its messages per second:
+    replies then go out at once.  Holding back starts again when a second
+    connection writes, and stops after L{_ALONE} turns that had only one.
     """
 
-    __slots__ = ("_reactor", "_due", "_call")
+    __slots__ = ("_reactor", "_due", "_call", "_holding", "_alone", "_last")
+
+    #: Turns in a row with one connection's replies before we stop holding.
+    _ALONE = 8
 
     def __init__(self, reactor: Any) -> None:
         self._reactor = reactor
         self._due: list[SMTPServerProtocol] = []
         self._call: Any = None
+        self._holding = False
+        self._alone = 0
+        self._last: object = None  # the connection that sent last, while not holding
 
     def add(self, proto: SMTPServerProtocol) -> None:
+        if not self._holding:
+            if proto is self._last:
+                proto._send_pending()
+                return
+            self._holding = True  # a second client: hold back from here
+            self._alone = 0
+            self._last = None
         self._due.append(proto)
         if self._call is None:
             self._call = self._reactor.callLater(0, self._run)
@@ -119,6 +137,13 @@ class _TurnSender:
     def _run(self) -> None:
         self._call = None
         due, self._due = self._due, []
+        if len(due) == 1:
+            self._alone += 1
+            if self._alone >= self._ALONE:
+                self._holding = False
+                self._last = due[0]
+        else:
+            self._alone = 0
         for proto in due:
             try:
                 proto._send_pending()
