@@ -2,12 +2,13 @@
 # Where a small message's CPU goes: the server's user and system time per message under the
 # w50 load (smtp-source, 50 sessions, 1 KB messages), for Twisted's floor (a protocol that
 # parses nothing, tools/twisted_floor.py), the same floor slowed by 2 and 4 us of busy work
-# per read (4 reads per message), smtpsession (both builds) and node's smtp-server: each alone
-# on the machine, one after the other.
+# per read (4 reads per message), the floor and the 4 us one again with replies sent together
+# ("batched", as smtpsession does), smtpsession (both builds) and node's smtp-server: each
+# alone on the machine, one after the other.
 #
-# It shows two things the benchmark's tables cannot: how much of smtpsession's CPU is Twisted's
-# own floor, and that a server's system time per message grows with its user time (each reply
-# then more often wakes a client that went to sleep), so system time is not a separate cost.
+# It shows what the benchmark's tables cannot: how much of smtpsession's CPU is Twisted's own
+# floor, and that a server's system time per message grows with its user time (each reply then
+# more often wakes a client that went to sleep) unless the replies of a turn go out together.
 #
 # usage: tools/cpu_split.sh [MESSAGES]      (default 40000; about a minute)
 # env:   PEERS (where setup-peers.sh and run-bench.sh installed the peers, default .peers)
@@ -50,6 +51,8 @@ for _ in $(seq "${REPS:-1}"); do
   measure "twisted floor" -- "${floor[@]}" {port}
   measure "twisted floor + 4 x 2 us" -- "${floor[@]}" {port} 2
   measure "twisted floor + 4 x 4 us" -- "${floor[@]}" {port} 4
+  measure "floor, batched" -- "${floor[@]}" {port} 0 batch
+  measure "floor + 4 x 4 us, batched" -- "${floor[@]}" {port} 4 batch
   measure "smtpsession" -- env TWISTD="$peers/smtpsession/bin/twistd" ./smtpsession-server.sh {port}
   measure "smtpsession (mypyc)" -- \
     env TWISTD="$peers/smtpsession-mypyc/bin/twistd" ./smtpsession-server.sh {port}
