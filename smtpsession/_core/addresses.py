@@ -34,6 +34,10 @@ _LABEL = re.compile(r"[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9\-\u0080-\U0010ff
 
 #: RFC 5321 §4.5.3.1.3: a path is at most 256 octets including the brackets.
 MAX_ADDRESS_OCTETS = 254
+#: RFC 1035 §2.3.4, which RFC 5321 §2.3.5 defers to: a label is at most 63
+#: octets, a U-label counted as its A-label (C{xn--} and Punycode).  A longer
+#: one names nothing that could ever receive mail or a bounce.
+MAX_LABEL_OCTETS = 63
 
 
 def split_path(text: str) -> tuple[str, str]:
@@ -158,6 +162,10 @@ def _normalise_domain(domain: str) -> str:
     for label in domain.split("."):
         if _LABEL.match(label) is None:
             raise AddressError("bad domain")
+        if len(label) > MAX_LABEL_OCTETS or (
+            not label.isascii() and 4 + len(label.encode("punycode")) > MAX_LABEL_OCTETS
+        ):
+            raise AddressError("domain label longer than 63 octets")
     return domain
 
 

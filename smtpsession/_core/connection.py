@@ -119,7 +119,7 @@ _ORCPT = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*;.+\Z", re.DOTALL)
 # anything else takes the general parser, which gives the same answers.
 _ATOM = rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 # Labels without a length bound: a bound made the pattern backtrack (twice
-# the time), and the general parser does not bound them either.
+# the time); _fast_ok measures them instead, and only in long mailboxes.
 _LABEL = rb"[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*"
 _PLAIN_MAILBOX = _ATOM + rb"(?:\." + _ATOM + rb")*@" + _LABEL + rb"(?:\." + _LABEL + rb")*"
 # MAIL may carry the two parameters real clients send with nearly every
@@ -134,6 +134,21 @@ _FAST_FROM = re.compile(
 _SLOW = object()
 _FAST_TO = re.compile(rb"(?i:to): ?<(" + _PLAIN_MAILBOX + rb")>\Z")
 _MAX_ADDRESS = 254
+#: The longest mailbox that cannot hold a label over 63 octets ("a@" + 63):
+#: only a longer one has its labels measured on the fast path.
+_SHORT_MAILBOX = 65
+
+
+def _fast_ok(mailbox: bytes) -> bool:
+    """Whether the fast path may take a mailbox its pattern matched."""
+    n = len(mailbox)
+    if n <= _SHORT_MAILBOX:
+        return True
+    if n > _MAX_ADDRESS:
+        return False
+    domain = mailbox[mailbox.rindex(b"@") + 1 :]
+    return all(len(label) <= 63 for label in domain.split(b"."))
+
 
 _XCLIENT_KEYS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN")
 _XFORWARD_KEYS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
@@ -937,7 +952,7 @@ class ServerConnection:
 
     def _mail(self, arg: bytes, sp: int) -> Any:
         m = _FAST_FROM.match(arg)
-        if m is not None and len(m.group(1)) <= _MAX_ADDRESS:
+        if m is not None and _fast_ok(m.group(1)):
             fast = self._fast_mail(m)
             if fast is not _SLOW:
                 return fast
@@ -1108,7 +1123,7 @@ class ServerConnection:
 
     def _rcpt(self, arg: bytes, sp: int) -> Any:
         m = _FAST_TO.match(arg)
-        if m is not None and len(m.group(1)) <= _MAX_ADDRESS:
+        if m is not None and _fast_ok(m.group(1)):
             address = m.group(1).decode("ascii")
             if self._rcpt_out_of_order() or self._rcpt_over_limit(address):
                 return None

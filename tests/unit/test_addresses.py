@@ -125,6 +125,21 @@ def test_length_limit() -> None:
         check_mailbox("ü" * (MAX_ADDRESS_OCTETS - len(domain) - 1) + domain)
 
 
+def test_label_length_limit() -> None:
+    """RFC 1035 §2.3.4: a domain label is at most 63 octets, a U-label as its A-label."""
+    assert check_mailbox("a@" + "x" * 63 + ".example") == "a@" + "x" * 63 + ".example"
+    with pytest.raises(AddressError, match="63"):
+        check_mailbox("a@" + "x" * 64 + ".example")
+    with pytest.raises(AddressError, match="63"):
+        check_mailbox("a@example." + "x" * 64)
+    # "xn--" + Punycode: 20 ü and 36 x make a 63-octet A-label, one more x 64.
+    fits = "ü" * 20 + "x" * 36
+    assert 4 + len(fits.encode("punycode")) == 63
+    assert check_mailbox(f"a@{fits}.example") == f"a@{fits}.example"
+    with pytest.raises(AddressError, match="63"):
+        check_mailbox(f"a@{fits}x.example")
+
+
 @pytest.mark.parametrize(
     ("text", "path", "rest"),
     [

@@ -35,6 +35,8 @@ LINES = [
     b"MAIL FROM:<first.last+tag@sub.example.com> SIZE=0",
     b"MAIL FROM:<a@" + b"x" * 63 + b".example>",
     b"MAIL FROM:<a@" + b"x" * 64 + b".example>",
+    b"MAIL FROM:<a@example." + b"x" * 64 + b">",
+    b"MAIL FROM:<" + b"a" * 60 + b"@" + b"x" * 63 + b".example>",
     b"MAIL FROM:<a@-x.example>",
     b"MAIL FROM:<a@x-.example>",
     b"MAIL FROM:<a@x--y.example>",
