@@ -42,6 +42,40 @@ def _only_crlf(data: bytes) -> bool:
     return data.replace(b"\r", b"").replace(b"\n", b"\r\n") == data
 
 
+#: Chunks at least this long look for CRLF "." by way of their dots (memchr)
+#: first; shorter ones search for the three bytes at once.
+_LONG_CHUNK = 8192
+#: Dots not at a line start that a long chunk may show before the search
+#: falls back to the three-byte one (text has a few per line).
+_MIDLINE_DOTS = 8
+
+
+def _line_dot(buf: bytes, start: int) -> int:
+    """
+    The index of the first CRLF "." at or after C{start}, or -1.
+
+    CPython finds a three-byte string at well under a byte per cycle (37 us
+    for 64 KiB here), but a single byte with memchr at tens of bytes per
+    cycle (0.6 us).  Long chunks of generated text or base64 have their dots
+    only in the headers and the terminator, so in a long chunk each dot is
+    found with memchr and checked for the CRLF before it; once the chunk
+    shows more dots inside lines than a few (prose), the three-byte search
+    takes over for the rest.
+    """
+    if len(buf) - start < _LONG_CHUNK:
+        return buf.find(b"\r\n.", start)
+    i = buf.find(b".", start + 2)
+    midline = 0
+    while i >= 0:
+        if buf[i - 1] == 10 and buf[i - 2] == 13:
+            return i - 2
+        midline += 1
+        if midline == _MIDLINE_DOTS:
+            return buf.find(b"\r\n.", i - 1)
+        i = buf.find(b".", i + 1)
+    return -1
+
+
 class DataFramer:
     """
     Frame one DATA body.
@@ -83,7 +117,7 @@ class DataFramer:
         cut = n
         # Most large bodies (base64 attachments) have no dot at all: memchr
         # says so far faster than the search for CRLF "." would.
-        i = buf.find(b"\r\n.") if b"." in buf else -1
+        i = _line_dot(buf, 0) if b"." in buf else -1
         while i >= 0:
             after = buf[i + 3 : i + 5]
             if after == b"\r\n":
@@ -98,7 +132,7 @@ class DataFramer:
                 pieces = []
             pieces.append(buf[start : i + 2])  # keep the CRLF, drop the dot
             start = i + 3
-            i = buf.find(b"\r\n.", start)
+            i = _line_dot(buf, start)
         else:
             # No terminator: keep back a CR or CRLF that may start one.
             if buf.endswith(b"\r\n"):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from smtpsession._core.framing import DataFramer, _only_crlf
+from smtpsession._core.framing import _LONG_CHUNK, DataFramer, _line_dot, _only_crlf
 
 PIECES = [b"\r", b"\n", b".", b"a", b"\r\n", b"\r\n.", b"\r\n..", b"\r\n.\r\n"]
 
@@ -96,3 +96,38 @@ def test_bare_check_matches_reference(pieces: list[bytes]) -> None:
     """The fast bare CR/LF check agrees with the byte-by-byte definition."""
     data = b"".join(pieces)
     assert _only_crlf(data) is only_crlf_reference(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([*PIECES, b"a.b", b"...", b"x" * 700]), max_size=40),
+    st.integers(min_value=0, max_value=40),
+    st.integers(min_value=0),
+)
+@example([b"\r\n."], 0, 0)
+@example([b"a.b"] * 10 + [b"\r\n."], 0, 0)  # past the mid-line dots allowed
+def test_line_dot_matches_the_plain_search(pieces: list[bytes], at: int, start: int) -> None:
+    """The memchr-first search for CRLF "." finds what bytes.find finds, in long chunks too."""
+    filler = b"z" * _LONG_CHUNK
+    at %= len(pieces) + 1
+    buf = b"".join(pieces[:at]) + filler + b"".join(pieces[at:])
+    start %= len(buf)
+    for s in (0, start, max(0, len(buf) - _LONG_CHUNK - 3)):
+        assert _line_dot(buf, s) == buf.find(b"\r\n.", s)
+
+
+def test_long_bodies_frame_like_the_reference() -> None:
+    """A long body with prose, stuffed dots and headers, in long and short chunks."""
+    prose = b"Dots. In. The. Middle. Of. Lines. Many. Of. Them.\r\n"
+    wire = (
+        b"Subject: a.b.c\r\nMessage-Id: <1.2.3@example.com>\r\n\r\n"
+        + b"X" * 70 * 400
+        + b"\r\n.stuffed line\r\n"
+        + prose * 300
+        + b"..two dots\r\n"
+        + b"Y" * 70 * 300
+        + b"\r\n.\r\nNEXT\r\n"
+    )
+    for size in (len(wire), 65536, 9000, 8191, 1000):
+        segments = [wire[i : i + size] for i in range(0, len(wire), size)]
+        assert frame(segments) == reference(wire)
