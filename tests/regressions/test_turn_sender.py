@@ -13,6 +13,8 @@ import smtplib
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +63,25 @@ def _read_reply(sock: socket.socket) -> bytes:
     return line
 
 
+OPTIONS = SMTPServerOptions(name="mx.test", disable_reverse_lookup=True)
+
+
+@contextmanager
+def greeted_clients(server: Any, count: int) -> Iterator[list[socket.socket]]:
+    """C{count} connections to C{server}, each past its 220."""
+    clients = [socket.create_connection(server.address, timeout=10) for _ in range(count)]
+    try:
+        for c in clients:
+            assert _read_reply(c).startswith(b"220 ")
+        yield clients
+    finally:
+        for c in clients:
+            c.close()
+
+
 def test_replies_of_one_turn_follow_all_its_reads() -> None:
-    options = SMTPServerOptions(name="mx.test", disable_reverse_lookup=True)
-    with serve(options=options) as server:
-        clients = [socket.create_connection(server.address, timeout=10) for _ in range(2)]
-        try:
-            for c in clients:
-                assert _read_reply(c).startswith(b"220 ")
+    with serve(options=OPTIONS) as server:
+        with greeted_clients(server, 2) as clients:
             log: list[tuple[str, str]] = []
 
             def install() -> None:
@@ -94,9 +108,6 @@ def test_replies_of_one_turn_follow_all_its_reads() -> None:
             for c in clients:
                 assert _read_reply(c).startswith(b"250 ")
             seen = list(log)  # not the 421s of the shutdown
-        finally:
-            for c in clients:
-                c.close()
     log = seen
     reads = [i for i, (what, _) in enumerate(log) if what == "recv"]
     sends = [i for i, (what, _) in enumerate(log) if what == "send"]
@@ -106,12 +117,8 @@ def test_replies_of_one_turn_follow_all_its_reads() -> None:
 
 def test_many_clients_get_every_reply_in_order() -> None:
     """Pipelined commands from several clients at once: each gets its own replies, whole."""
-    options = SMTPServerOptions(name="mx.test", disable_reverse_lookup=True)
-    with serve(options=options) as server:
-        clients = [socket.create_connection(server.address, timeout=10) for _ in range(8)]
-        try:
-            for c in clients:
-                assert _read_reply(c).startswith(b"220 ")
+    with serve(options=OPTIONS) as server:
+        with greeted_clients(server, 8) as clients:
             for c in clients:
                 c.sendall(b"EHLO c.test\r\n")
             for c in clients:
@@ -134,9 +141,6 @@ def test_many_clients_get_every_reply_in_order() -> None:
                     data += chunk
                 lines = data.split(b"\r\n")
                 assert lines[0].startswith(b"250 ") and lines[1].startswith(b"221 "), data
-        finally:
-            for c in clients:
-                c.close()
     got = sorted(m.data for m in server.messages)
     assert got == sorted(f"Subject: {i}\r\n\r\nbody {i}\r\n".encode() for i in range(8))
 
