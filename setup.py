@@ -1,20 +1,25 @@
 """
-Packaging: metadata lives in setup.cfg; this file only adds the optional
-compiled core.
+Packaging: metadata lives in setup.cfg; this file only adds the compiled
+core.
 
-With C{SMTPSESSION_MYPYC=1} in the environment the pure protocol core
-(C{smtpsession/_core}: the command parser, the DATA framer, the replies) is
-compiled to C extension modules with mypyc, beside the same C{.py} files.
-Python imports the extension when it is there and the source otherwise, so
-a build without a compiler, or without the variable, is the pure-Python
-package, which behaves identically (the test suite runs on both).
+The pure protocol core (C{smtpsession/_core}: the command parser, the DATA
+framer, the replies) is compiled to C extension modules with mypyc, beside
+the same C{.py} files, when the build backend (buildtools/smtpsession_build.py)
+decides so: by default wherever a C compiler and the Python headers are
+there, always with C{SMTPSESSION_MYPYC=1}, never with C{SMTPSESSION_MYPYC=0}.
+Python imports the extension when it is there and the source otherwise; the
+pure-Python package behaves identically (the test suite runs on both).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import warnings
+from typing import Any
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 #: The modules compiled by mypyc: the per-command and per-body hot path.  The
 #: SASL and PROXY parsers (once per connection) and every module that touches
@@ -28,9 +33,51 @@ COMPILED = [
     "smtpsession/_core/replies.py",
 ]
 
+_FALLBACK = (
+    "smtpsession: could not compile the protocol core ({reason}); "
+    "installing the pure-Python build (SMTPSESSION_MYPYC=0 skips the attempt)"
+)
 
-def _ext_modules() -> list[object]:
-    if os.environ.get("SMTPSESSION_MYPYC", "").lower() not in ("1", "yes", "true"):
+
+def _mode() -> str:
+    """C{"required"}, C{"optional"} or C{"no"} (see the build backend)."""
+    asked = os.environ.get("SMTPSESSION_MYPYC", "").strip().lower()
+    if asked in ("1", "yes", "true"):
+        return "required"  # also for `python setup.py build_ext` run by hand
+    if asked in ("0", "no", "false"):
+        return "no"
+    return os.environ.get("_SMTPSESSION_COMPILE", "no")
+
+
+def _warn(reason: str) -> None:
+    reason = reason.splitlines()[0] if reason else "unknown error"
+    if len(reason) > 160:
+        reason = reason[:157] + "..."
+    message = _FALLBACK.format(reason=reason)
+    warnings.warn(message, stacklevel=1)
+    print(message, file=sys.stderr)
+
+
+class _OptionalBuildExt(build_ext):
+    """
+    build_ext that, when compiling is only wished for, leaves a pure-Python
+    build instead of failing, and no part of a compiled one (a module's
+    shim without the shared library behind it would not import).
+    """
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as e:
+            for path in self.get_outputs():
+                if os.path.exists(path):
+                    os.remove(path)
+            self.extensions: list[Any] = []
+            _warn(f"{type(e).__name__}: {e}")
+
+
+def _ext_modules(mode: str) -> list[Any]:
+    if mode == "no":
         return []
     try:
         from mypyc.build import mypycify
@@ -38,9 +85,22 @@ def _ext_modules() -> list[object]:
         # The backend is still asking what the build needs (mypy among it).
         if os.environ.get("_SMTPSESSION_FINDING_REQUIRES") == "1":
             return []
+        if mode == "optional":
+            _warn("mypy is not installed")
+            return []
         raise
-    return list(mypycify(COMPILED, opt_level="3", group_name="smtpsession_core"))
+    if mode == "required":
+        return list(mypycify(COMPILED, opt_level="3", group_name="smtpsession_core"))
+    try:
+        return list(mypycify(COMPILED, opt_level="3", group_name="smtpsession_core"))
+    except (Exception, SystemExit) as e:
+        _warn(f"mypyc: {e}")
+        return []
 
 
 if __name__ == "__main__":  # also how setuptools runs it; tests only read COMPILED
-    setup(ext_modules=_ext_modules())
+    _mode_now = _mode()
+    setup(
+        ext_modules=_ext_modules(_mode_now),
+        cmdclass={"build_ext": _OptionalBuildExt} if _mode_now == "optional" else {},
+    )

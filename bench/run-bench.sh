@@ -14,7 +14,8 @@ export IDLE=${IDLE:-10000}
 [ -n "$QUICK" ] && export SMTPBENCH_ARGS="--quick"
 ./setup-peers.sh "$PEERS"
 # smtpsession from this checkout, in a venv of its own, reinstalled on every run: the pure
-# Python build, and the build with the core compiled by mypyc (SMTPSESSION_MYPYC=1).
+# Python build (SMTPSESSION_MYPYC=0, what installs without a C compiler), and the build with
+# the core compiled by mypyc (SMTPSESSION_MYPYC=1, the default where there is a compiler).
 for variant in smtpsession smtpsession-mypyc; do
   [ -x "$PEERS/$variant/bin/python" ] || python3 -m venv "$PEERS/$variant"
   "$PEERS/$variant/bin/pip" install -q ..

@@ -743,7 +743,7 @@ class InterfaceDirective(_GeneratedDirective):
 def _module_docstring(name: str) -> str:
     """
     A module's docstring, read from its source: a module compiled with mypyc
-    (the optional compiled core) has no C{__doc__}.
+    (the compiled core) has no C{__doc__}.
     """
     module = importlib.import_module(name)
     return ast.get_docstring(ast.parse(_module_source(module))) or ""

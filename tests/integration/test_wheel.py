@@ -9,11 +9,13 @@ tree.
 The throwaway venv gets smtpsession from the wheel only; its dependencies
 (Twisted and the rest) come from the environment running the tests, through
 a ``.pth`` file and a tree of links that leaves out any smtpsession installed
-there, so nothing is downloaded but the build backend.
+there, so nothing is downloaded but the build backend (and, where the core is
+compiled, mypy and the packages it reads to type the core).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -21,6 +23,7 @@ import sys
 import sysconfig
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,6 +91,21 @@ def throwaway_venv(
     return python, purelib, env
 
 
+def can_compile(env: dict[str, str] | None = None) -> bool:
+    """What the build backend concludes about this machine (see its can_compile)."""
+    return bool(_backend().can_compile(os.environ if env is None else env))
+
+
+def _backend() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "_smtpsession_build_backend", REPO / "buildtools" / "smtpsession_build.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run(*args: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [str(a) for a in args], capture_output=True, text=True, timeout=600, **kw  # type: ignore[call-overload]
@@ -104,7 +122,8 @@ def test_wheel_installs_the_twistd_plugin(tmp_path: Path) -> None:
     source = tmp_path / "src"
     shutil.copytree(REPO, source, ignore=SKIP)
     dist = tmp_path / "dist"
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, source)
+    default = {k: v for k, v in os.environ.items() if k != "SMTPSESSION_MYPYC"}
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, source, env=default)
     [wheel] = list(dist.glob("smtpsession-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "twisted/plugins/smtpsession_plugin.py" in names
@@ -116,7 +135,17 @@ def test_wheel_installs_the_twistd_plugin(tmp_path: Path) -> None:
     [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert "smtpsession.testing.pytest_plugin" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
+    # By default the core is compiled wherever a C compiler and the Python
+    # headers are there (buildtools/smtpsession_build.py).
+    compiled = sorted(n for n in names if n.endswith(".so"))
+    assert bool(compiled) is can_compile(default), compiled
+
     python, purelib, env = throwaway_venv(tmp_path, "--force-reinstall", wheel)
+    build = run(
+        python, "-c", "from smtpsession.service import _core_build; print(_core_build())",
+        env=env, cwd=tmp_path,
+    ).stdout.strip()  # fmt: skip
+    assert build == ("compiled" if can_compile(default) else "pure-Python"), build
 
     where = run(
         python, "-c", "import smtpsession, smtpsession.tap; print(smtpsession.__file__)",
@@ -134,6 +163,29 @@ def test_wheel_installs_the_twistd_plugin(tmp_path: Path) -> None:
         env=env, cwd=tmp_path,
     ).stdout.strip()  # fmt: skip
     assert plugin.startswith(str(purelib)), plugin
+
+
+@pytest.mark.slow
+def test_wheel_is_pure_python_when_the_compiler_fails(tmp_path: Path) -> None:
+    """A compiler that fails leaves a working pure-Python build, and says so."""
+    source = tmp_path / "src"
+    shutil.copytree(REPO, source, ignore=SKIP)
+    dist = tmp_path / "dist"
+    env = {k: v for k, v in os.environ.items() if k != "SMTPSESSION_MYPYC"}
+    env["CC"] = "false"  # found on PATH, fails every time
+    built = run(
+        sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", dist, source, env=env
+    )
+    if can_compile(env):
+        assert "could not compile the protocol core" in built.stdout + built.stderr
+    [wheel] = list(dist.glob("smtpsession-*.whl"))
+    assert not [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".so")]
+    python, _, venv_env = throwaway_venv(tmp_path, wheel)
+    build = run(
+        python, "-c", "from smtpsession.service import _core_build; print(_core_build())",
+        env=venv_env, cwd=tmp_path,
+    ).stdout.strip()  # fmt: skip
+    assert build == "pure-Python"
 
 
 @pytest.mark.slow
@@ -159,3 +211,9 @@ def test_strict_editable_install_is_found_by_twistd(tmp_path: Path) -> None:
         env=env, cwd=tmp_path,
     ).stdout.strip()  # fmt: skip
     assert Path(plugin).resolve().is_relative_to(source), plugin
+    # Editable installs stay pure Python: an edited .py file is what runs.
+    core = run(
+        python, "-c", "import smtpsession._core.connection as c; print(c.__file__)",
+        env=env, cwd=tmp_path,
+    ).stdout.strip()  # fmt: skip
+    assert core.endswith(".py") and Path(core).resolve().is_relative_to(source), core
