@@ -136,6 +136,11 @@ class _TurnSender:
         if self._call is None:
             self._call = self._reactor.callLater(0, self._run)
 
+    def forget(self, proto: SMTPServerProtocol) -> None:
+        """A connection is gone: keep no reference to it."""
+        if self._last is proto:
+            self._last = None
+
     def _run(self) -> None:
         self._call = None
         due, self._due = self._due, []
@@ -481,6 +486,8 @@ class SMTPServerProtocol(Protocol):
                 reason=reason.getErrorMessage(),
             )
         self.factory._forget(self)
+        if self._direct is not None:
+            self._direct.forget(self)
         conn = self._conn
         if conn is not None:
             aborted = conn.connection_lost()

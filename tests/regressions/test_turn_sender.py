@@ -201,3 +201,33 @@ def test_starttls_through_twisteds_tls_layer(tmp_path: Path) -> None:
                 assert client.sendmail("a@example.com", ["b@example.com"], body) == {}
             assert client.noop()[0] == 250
     assert [m.secure for m in server.messages] == [True] * 3
+
+
+def test_the_sender_forgets_a_closed_connection() -> None:
+    """A lone client is answered at once; once it has gone, nothing keeps it."""
+    with serve(options=OPTIONS) as server:
+        with greeted_clients(server, 1) as [client]:
+            for _ in range(12):  # more turns alone than the sender holds for
+                client.sendall(b"NOOP\r\n")
+                assert _read_reply(client).startswith(b"250 ")
+
+            def last() -> Any:
+                [sender] = server.factory._senders.values()
+                return sender._last
+
+            assert call_in_reactor(last) is not None
+            client.sendall(b"QUIT\r\n")
+            assert _read_reply(client).startswith(b"221 ")
+            assert client.recv(1) == b""
+
+        def forgotten() -> Any:
+            if server.factory.connections:
+                return None  # not yet: ask again
+            return last() is None
+
+        for _ in range(100):
+            done = call_in_reactor(forgotten)
+            if done is not None:
+                break
+            time.sleep(0.02)
+        assert done is True

@@ -103,3 +103,25 @@ def test_one_failing_connection_does_not_keep_the_others_waiting() -> None:
     assert sent == ["a"]
     assert broken.aborted
     assert any(e.get("log_level") is LogLevel.critical for e in events)
+
+
+def test_a_closed_connection_is_not_kept() -> None:
+    """The sender drops its reference to the last connection when that one closes."""
+    import gc
+    import weakref
+
+    clock = Clock()
+    sender = _TurnSender(clock)
+    sent: list[str] = []
+
+    a: Any = FakeProtocol("a", sent)
+    for _ in range(_TurnSender._ALONE):
+        sender.add(a)
+        clock.advance(0)
+    sender.add(a)  # sent at once: a is the one client
+    assert sent[-1] == "a" and not clock.getDelayedCalls()
+    ref = weakref.ref(a)
+    sender.forget(a)
+    del a
+    gc.collect()
+    assert ref() is None
