@@ -51,6 +51,8 @@ from typing import Any
 
 from smtpsession._core import replies as R
 from smtpsession._core.addresses import (
+    MAX_ADDRESS_OCTETS,
+    MAX_LABEL_OCTETS,
     AddressError,
     canonical_ip,
     check_mailbox,
@@ -133,10 +135,9 @@ _FAST_FROM = re.compile(
 #: L{ServerConnection._fast_mail} could not decide: use the general parser.
 _SLOW = object()
 _FAST_TO = re.compile(rb"(?i:to): ?<(" + _PLAIN_MAILBOX + rb")>\Z")
-_MAX_ADDRESS = 254
 #: The longest mailbox that cannot hold a label over 63 octets ("a@" + 63):
 #: only a longer one has its labels measured on the fast path.
-_SHORT_MAILBOX = 65
+_SHORT_MAILBOX = 2 + MAX_LABEL_OCTETS
 
 
 def _fast_ok(mailbox: bytes) -> bool:
@@ -144,10 +145,10 @@ def _fast_ok(mailbox: bytes) -> bool:
     n = len(mailbox)
     if n <= _SHORT_MAILBOX:
         return True
-    if n > _MAX_ADDRESS:
+    if n > MAX_ADDRESS_OCTETS:
         return False
     domain = mailbox[mailbox.rindex(b"@") + 1 :]
-    return all(len(label) <= 63 for label in domain.split(b"."))
+    return all(len(label) <= MAX_LABEL_OCTETS for label in domain.split(b"."))
 
 
 _XCLIENT_KEYS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN")
