@@ -21,6 +21,11 @@ from typing import Any
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
+# The build backend reads SMTPSESSION_MYPYC; so does this file when it is run
+# by hand (`python setup.py build_ext`), with the same rules.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "buildtools"))
+from smtpsession_build import requested
+
 #: The modules compiled by mypyc: the per-command and per-body hot path.  The
 #: SASL and PROXY parsers (once per connection) and every module that touches
 #: Twisted stay interpreted.
@@ -40,13 +45,13 @@ _FALLBACK = (
 
 
 def _mode() -> str:
-    """C{"required"}, C{"optional"} or C{"no"} (see the build backend)."""
-    asked = os.environ.get("SMTPSESSION_MYPYC", "").strip().lower()
-    if asked in ("1", "yes", "true"):
-        return "required"  # also for `python setup.py build_ext` run by hand
-    if asked in ("0", "no", "false"):
-        return "no"
-    return os.environ.get("_SMTPSESSION_COMPILE", "no")
+    """
+    C{"required"}, C{"optional"} or C{"no"}: the variable when it says 1 or
+    0, else what the build backend decided (nothing to compile when this
+    file is run by hand).
+    """
+    asked = requested()
+    return os.environ.get("_SMTPSESSION_COMPILE", "no") if asked == "auto" else asked
 
 
 def _warn(reason: str) -> None:
@@ -89,11 +94,11 @@ def _ext_modules(mode: str) -> list[Any]:
             _warn("mypy is not installed")
             return []
         raise
-    if mode == "required":
-        return list(mypycify(COMPILED, opt_level="3", group_name="smtpsession_core"))
     try:
         return list(mypycify(COMPILED, opt_level="3", group_name="smtpsession_core"))
     except (Exception, SystemExit) as e:
+        if mode == "required":
+            raise
         _warn(f"mypyc: {e}")
         return []
 

@@ -50,11 +50,8 @@ def can_compile(environ: Mapping[str, str] = os.environ) -> bool:
     )
 
 
-def compile_mode(editable: bool = False) -> str:
-    """
-    C{"required"}, C{"optional"} (try, fall back to pure) or C{"no"}, from
-    C{SMTPSESSION_MYPYC} and what this machine has.
-    """
+def requested() -> str:
+    """What C{SMTPSESSION_MYPYC} asks for: C{"required"}, C{"no"} or C{"auto"}."""
     asked = os.environ.get("SMTPSESSION_MYPYC", "auto").strip().lower()
     if asked in ("1", "yes", "true"):
         return "required"
@@ -62,6 +59,17 @@ def compile_mode(editable: bool = False) -> str:
         return "no"
     if asked not in ("", "auto"):
         raise ValueError(f"SMTPSESSION_MYPYC must be 0, 1 or auto, not {asked!r}")
+    return "auto"
+
+
+def compile_mode(editable: bool = False) -> str:
+    """
+    C{"required"}, C{"optional"} (try, fall back to pure) or C{"no"}, from
+    C{SMTPSESSION_MYPYC} and what this machine has.
+    """
+    asked = requested()
+    if asked != "auto":
+        return asked
     return "optional" if not editable and can_compile() else "no"
 
 

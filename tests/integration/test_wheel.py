@@ -15,7 +15,6 @@ compiled, mypy and the packages it reads to type the core).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -23,9 +22,10 @@ import sys
 import sysconfig
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from tests.unit.test_build_backend import load_backend
 
 REPO = Path(__file__).resolve().parents[2]
 SKIP = shutil.ignore_patterns(
@@ -93,17 +93,7 @@ def throwaway_venv(
 
 def can_compile(env: dict[str, str] | None = None) -> bool:
     """What the build backend concludes about this machine (see its can_compile)."""
-    return bool(_backend().can_compile(os.environ if env is None else env))
-
-
-def _backend() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "_smtpsession_build_backend", REPO / "buildtools" / "smtpsession_build.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bool(load_backend().can_compile(os.environ if env is None else env))
 
 
 def run(*args: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:

@@ -14,8 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture()
-def backend() -> Any:
+def load_backend() -> Any:
+    """A fresh copy of the build backend module (tests patch it)."""
     spec = importlib.util.spec_from_file_location(
         "_smtpsession_build_backend", ROOT / "buildtools" / "smtpsession_build.py"
     )
@@ -23,6 +23,11 @@ def backend() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture()
+def backend() -> Any:
+    return load_backend()
 
 
 @pytest.mark.parametrize(
