@@ -31,11 +31,21 @@ from smtpsession_build import requested
 #: Twisted stay interpreted.
 COMPILED = [
     "smtpsession/_core/addresses.py",
+    "smtpsession/_core/auth.py",
+    "smtpsession/_core/basic.py",
+    "smtpsession/_core/body.py",
     "smtpsession/_core/connection.py",
+    "smtpsession/_core/envelope.py",
     "smtpsession/_core/events.py",
     "smtpsession/_core/framing.py",
+    "smtpsession/_core/greeting.py",
+    "smtpsession/_core/machine.py",
     "smtpsession/_core/params.py",
     "smtpsession/_core/replies.py",
+    "smtpsession/_core/settings.py",
+    "smtpsession/_core/state.py",
+    "smtpsession/_core/verdicts.py",
+    "smtpsession/_core/xclient.py",
 ]
 
 _FALLBACK = (

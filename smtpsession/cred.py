@@ -61,6 +61,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from smtpsession._core.sasl import AuthRequest
+from smtpsession.errors import AuthUnavailable
 
 __all__ = [
     "PasswordFileChecker",
@@ -171,7 +172,10 @@ def _avatar(avatar_id: Any) -> Any:
 def _refused(failure: Failure) -> Any:
     if failure.check(UnauthorizedLogin, UnhandledCredentials):
         return None
-    return failure
+    # The checker could not answer (its database is down, say): logged
+    # here with its traceback, and a temporary failure for the client.
+    log.failure("The credentials checker failed", failure)
+    raise AuthUnavailable(failure.getErrorMessage())
 
 
 # ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ formats replies) and the Twisted layer (which catches hook failures) need it.
 
 from __future__ import annotations
 
-__all__ = ["SMTPError"]
+__all__ = ["SMTPError", "HookTimeout", "AuthUnavailable"]
 
 
 class SMTPError(Exception):
@@ -52,6 +52,25 @@ class SMTPError(Exception):
             f"SMTPError(code={self.code!r}, message={self.message!r}, "
             f"enhanced={self.enhanced!r})"
         )
+
+
+class HookTimeout(Exception):
+    """
+    A hook (or a filter in front of it) did not answer within
+    C{hook_timeout}.  Its Deferred was cancelled; the client is told
+    C{451 4.3.0} (C{421} and closed for C{on_connect}).  Filters may catch
+    it from C{await next(...)} to log or count, and re-raise it.
+    """
+
+
+class AuthUnavailable(Exception):
+    """
+    Raise from C{on_auth} when the credentials cannot be checked now (the
+    user database is down): the client gets C{454 4.7.0} "Temporary
+    authentication failure" (RFC 4954 §6) instead of C{535}, and may try
+    again later.  The C{twisted.cred} bridge raises it for a checker that
+    fails with anything but a refusal.
+    """
 
 
 def _check_enhanced(enhanced: str, code: int | None) -> None:

@@ -16,7 +16,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from smtpsession import tls
-from smtpsession._core.replies import format_reply
+from smtpsession._core import machine, verdicts
+from smtpsession._core.settings import CoreConfig
 from smtpsession._hooks import HookTable
 from smtpsession._tls_layer import OpenSSLLayer, StdlibLayer, new_connection
 from smtpsession.options import SMTPServerOptions, is_trusted
@@ -81,6 +82,7 @@ class SMTPServerFactory(ServerFactory):
             options.disabled_commands
         )
         self._log_quiet = options.ignored_hosts
+        self._core_configs: dict[bool, CoreConfig] = {}
 
     # ------------------------------------------------------------------
     # Used by the protocol
@@ -95,14 +97,26 @@ class SMTPServerFactory(ServerFactory):
         """Register a new connection, or say why it is refused."""
         options = self.options
         if self._closing is not None:
-            return format_reply(421, f"{options.name} Server shutting down")
+            return verdicts.connection_refusal(options.name, verdicts.SHUTTING_DOWN)
         if options.max_clients and len(self.connections) >= options.max_clients:
-            return format_reply(
-                421,
-                f"{options.name} Too many connected clients, try again in a moment",
-            )
+            return verdicts.connection_refusal(options.name, verdicts.TOO_MANY_CLIENTS)
         self.connections.add(proto)
         return None
+
+    def core_config(self, tls_available: bool) -> CoreConfig:
+        """The core's view of this server's configuration (one per TLS availability)."""
+        cfg = self._core_configs.get(tls_available)
+        if cfg is None:
+            hooks = self.hooks
+            cfg = self._core_configs[tls_available] = machine.configure(
+                self.options,
+                tls_available=tls_available,
+                auth_enabled=self.auth_enabled,
+                mail_hook=hooks.on_mail_from is not None,
+                rcpt_hook=hooks.on_rcpt_to is not None,
+                data_hook=hooks.on_data is not None,
+            )
+        return cfg
 
     def _turn_sender(self, reactor: Any) -> _TurnSender:
         """The L{protocol._TurnSender} of the reactor a connection lives in."""
@@ -301,7 +315,7 @@ class SMTPServerFactory(ServerFactory):
         proto: SMTPServerProtocol,
         envelope: Envelope | None,
         stream: MessageStream | None,
-        results: list[Any],
+        codes: str,
     ) -> None:
         """
         The one log event of a transaction: sender, recipients, size,
@@ -321,16 +335,8 @@ class SMTPServerFactory(ServerFactory):
             mail_from=envelope.mail_from.address if envelope.mail_from else "",
             rcpt_to=",".join(f"<{a.address}>" for a in envelope.rcpt_to),
             size=stream.byte_length if stream is not None else 0,
-            result=";".join(_result_text(r) for r in results),
+            result=codes,
             duration=max(0.0, self.clock.seconds() - proto._data_started),
             client=s.remote_address,
             transaction=s.transaction - 1,  # data_result counted it
         )
-
-
-def _result_text(result: Any) -> str:
-    """The reply code a data result stands for (C{on_data}'s default: 450)."""
-    if result is None or isinstance(result, str):
-        return "250"
-    code = getattr(result, "code", None)
-    return "450" if code is None else str(code)

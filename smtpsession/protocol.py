@@ -44,7 +44,7 @@ from smtpsession._core.events import (
 from smtpsession._core.proxy import ProxyError, ProxyHeaderParser
 from smtpsession._hooks import call_hook
 from smtpsession._tls_layer import OpenSSLLayer, StdlibLayer, TLSFailure
-from smtpsession.errors import SMTPError
+from smtpsession.errors import AuthUnavailable, SMTPError
 from smtpsession.options import is_trusted
 from smtpsession.session import Session, new_session_id
 from smtpsession.stream import MessageStream, StreamAborted
@@ -62,8 +62,6 @@ _WRITE = 4
 #: After we decide to close, how long a client that does not read its last
 #: reply may keep the socket (smtp-server: min(socket timeout, 5 s)).
 HALF_CLOSE_TIMEOUT = 5.0
-
-_INTERNAL = SMTPError(451, "Error: internal server error", "4.3.0")
 
 #: Twisted's TCP read size, and the one used while a large body streams in
 #: (small reads must stay small: every recv() allocates its full size).
@@ -321,13 +319,7 @@ class SMTPServerProtocol(Protocol):
             session.secure = True
         self.session = session
         self._conn = ServerConnection(
-            options,
-            session,
-            tls_available=factory.tls_available(transport),
-            auth_enabled=factory.auth_enabled,
-            mail_hook=factory.hooks.on_mail_from is not None,
-            rcpt_hook=factory.hooks.on_rcpt_to is not None,
-            data_hook=factory.hooks.on_data is not None,
+            factory.core_config(factory.tls_available(transport)), session
         )
         self._last_activity = factory.clock.seconds()
         factory._watch_idle()
@@ -384,7 +376,7 @@ class SMTPServerProtocol(Protocol):
                 reason=str(e),
             )
             if self._conn is not None:
-                self._conn.refuse(421, f"{self.factory.options.name} Invalid PROXY header")
+                self._conn.proxy_failed()
             self._flush()
             return
         if result is None:
@@ -635,9 +627,7 @@ class SMTPServerProtocol(Protocol):
         conn = self._conn
         if self._lost or conn is None or conn.closed:
             return
-        error = self._hook_error(failure, "on_connect")
-        if error is not None:
-            conn.refuse(error.code or 554, error.message or "Error: connection refused")
+        if not conn.connect_result(self._hook_error(failure, "on_connect")):
             self._flush()
             return
         if self.session is not None and self.session.secure and not self.factory.options.secured:
@@ -658,9 +648,7 @@ class SMTPServerProtocol(Protocol):
             self._release(process=False)
             if self._lost or self._conn is None or self._conn.closed:
                 return
-            error = self._hook_error(failure, "on_secure")
-            if error is not None:
-                self._conn.refuse(error.code or 554, error.message or "Error: TLS refused")
+            if not self._conn.secure_result(self._hook_error(failure, "on_secure")):
                 self._flush()
                 return
             then()
@@ -842,18 +830,18 @@ class SMTPServerProtocol(Protocol):
         if not call_hook(fn, args, cont, later):
             self._hold()
 
-    def _hook_error(self, failure: Failure | None, hook: str) -> SMTPError | None:
+    def _hook_error(self, failure: Failure | None, hook: str) -> BaseException | None:
+        """The exception a hook failed with, for the core; logged if unexpected."""
         if failure is None:
             return None
-        if failure.check(SMTPError):
-            return failure.value
-        self.log.failure(
-            "Hook {hook} failed (session {session_id})",
-            failure,
-            hook=hook,
-            session_id=self.session.id if self.session else None,
-        )
-        return _INTERNAL
+        if not failure.check(SMTPError, AuthUnavailable, StreamAborted):
+            self.log.failure(
+                "Hook {hook} failed (session {session_id})",
+                failure,
+                hook=hook,
+                session_id=self.session.id if self.session else None,
+            )
+        return failure.value
 
     # ------------------------------------------------------------------
     # Events
@@ -868,9 +856,7 @@ class SMTPServerProtocol(Protocol):
 
     def _mail_done(self, value: Any, failure: Failure | None) -> None:
         error = self._hook_error(failure, "on_mail_from")
-        if error is None and value is False:
-            error = SMTPError()
-        self._conn.mail_from_result(error)  # type: ignore[union-attr]
+        self._conn.mail_from_result(error, value)  # type: ignore[union-attr]
 
     def _on_rcpt_to(self, ev: RcptTo) -> None:
         fn = self.factory.hooks.on_rcpt_to
@@ -881,9 +867,7 @@ class SMTPServerProtocol(Protocol):
 
     def _rcpt_done(self, value: Any, failure: Failure | None) -> None:
         error = self._hook_error(failure, "on_rcpt_to")
-        if error is None and value is False:
-            error = SMTPError()
-        self._conn.rcpt_to_result(error)  # type: ignore[union-attr]
+        self._conn.rcpt_to_result(error, value)  # type: ignore[union-attr]
 
     def _on_auth(self, ev: Auth) -> None:
         check = self.factory.authenticator
@@ -893,24 +877,8 @@ class SMTPServerProtocol(Protocol):
     def _auth_done(self, value: Any, failure: Failure | None) -> None:
         conn = self._conn
         assert conn is not None
-        if failure is not None and not failure.check(SMTPError):
-            self._hook_error(failure, "on_auth")
-            if self.factory.hooks.on_auth is None:
-                # The twisted.cred bridge: a checker that cannot answer is a
-                # temporary authentication failure (RFC 4954 §6).
-                conn.auth_result(
-                    None, SMTPError(454, "Error: Temporary authentication failure", "4.7.0")
-                )
-            else:
-                # A handler's on_auth raised: 451 like every other hook.
-                conn.auth_result(None, _INTERNAL)
-            return
-        error = self._hook_error(failure, "on_auth")
-        conn.auth_result(value, error)
-        if error is None and value:
-            self.factory._log_auth(self, True)
-        else:
-            self.factory._log_auth(self, False)
+        ok = conn.auth_result(value, self._hook_error(failure, "on_auth"))
+        self.factory._log_auth(self, ok)
 
     def _on_data_start(self, ev: DataStart) -> None:
         options = self.factory.options
@@ -950,7 +918,7 @@ class SMTPServerProtocol(Protocol):
     def _on_body_rejected(self, ev: BodyRejected) -> None:
         stream = self._stream
         if stream is not None:
-            stream.fail(SMTPError(ev.code, ev.message, ev.enhanced))
+            stream.fail(ev.error)
 
     def _end_body_reads(self) -> None:
         t: Any = self.transport
@@ -978,44 +946,18 @@ class SMTPServerProtocol(Protocol):
         self._data_outcome = None
         stream = self._stream
         self._stream = None
-        results: list[Any]
-        if failure is not None:
-            if failure.check(SMTPError):
-                results = [failure.value]
-            elif failure.check(StreamAborted):
-                results = [_INTERNAL]
-            else:
-                self._hook_error(failure, "on_data")
-                results = [_INTERNAL]
-        elif value is None:
-            results = [None]
-        elif isinstance(value, (list, tuple)):
-            results = [_data_item(v) for v in value]
-            if (
-                self.factory.options.lmtp
-                and self.session is not None
-                and len(results) != len(self.session.envelope.rcpt_to)
-            ):
-                # Never guess which recipient a result belongs to (the core
-                # would apply a one-entry list to all): 451 for every one.
-                self.log.error(
-                    "[{session_id}] on_data returned {n} results for {m} LMTP recipients",
-                    session_id=self.session.id,
-                    n=len(results),
-                    m=len(self.session.envelope.rcpt_to),
-                )
-                results = [_INTERNAL]
-        else:
-            results = [_data_item(value)]
         session = self.session
         envelope = session.envelope if session else None
-        conn.data_result(results)
-        rejected = self._data_rejected
-        if rejected is not None:
-            # The core's verdict (bare CR/LF, size) is what the client got.
-            self._data_rejected = None
-            results = [SMTPError(rejected.code, rejected.message, rejected.enhanced)]
-        self.factory._log_transaction(self, envelope, stream, results)
+        recipients = len(envelope.rcpt_to) if envelope is not None else 0
+        codes, wrong = conn.data_outcome(value, self._hook_error(failure, "on_data"))
+        if wrong is not None:
+            self.log.error(
+                "[{session_id}] on_data returned {n} results for {m} LMTP recipients",
+                session_id=session.id if session else None,
+                n=wrong,
+                m=recipients,
+            )
+        self.factory._log_transaction(self, envelope, stream, codes)
 
     def _on_data_aborted(self, ev: DataAborted) -> None:
         self._abort_stream(ev.reason)
@@ -1086,10 +1028,6 @@ class SMTPServerProtocol(Protocol):
         if not self._greeted or self._tls_pending is not None:
             self._abort()
             return
-        if self._waiting:
-            # A hook is pending: the core decides after it answers.
-            conn._shutting_down = True
-            return
         conn.begin_shutdown()
         self._flush()
 
@@ -1109,14 +1047,3 @@ class SMTPServerProtocol(Protocol):
     def _close_done(self, value: Any, failure: Failure | None) -> None:
         if failure is not None:
             self._hook_error(failure, "on_close")
-
-
-def _data_item(value: Any) -> Any:
-    if value is None or isinstance(value, SMTPError):
-        return value
-    if value is False:
-        # As for on_mail_from/on_rcpt_to, False refuses (never "250 False").
-        return SMTPError()
-    if isinstance(value, BaseException):
-        return _INTERNAL
-    return str(value)

@@ -11,6 +11,7 @@ connection stays paused, which is what keeps pipelined replies in order.
 from __future__ import annotations
 
 from smtpsession._core.sasl import AuthRequest
+from smtpsession.errors import SMTPError
 from smtpsession.session import Address
 
 __all__ = [
@@ -92,16 +93,14 @@ class DataStart(Event):
 class BodyRejected(Event):
     """
     The core refuses the body being received (bare CR/LF, size): end the
-    stream with this error now; no more chunks follow, the rest of the body
+    stream with C{error} now; no more chunks follow, the rest of the body
     is drained, and L{DataEnd} will carry the same reply.
     """
 
-    __slots__ = ("code", "message", "enhanced")
+    __slots__ = ("error",)
 
-    def __init__(self, code: int, message: str, enhanced: str) -> None:
-        self.code = code
-        self.message = message
-        self.enhanced = enhanced
+    def __init__(self, error: SMTPError) -> None:
+        self.error = error
 
 
 class DataEnd(Event):

@@ -30,10 +30,10 @@ def test_connections_share_their_configuration() -> None:
     server = FakeServer()
     a, b = server.connect(), server.connect("192.0.2.2")
     ca, cb = a.proto._conn, b.proto._conn
-    assert ca._cfg is cb._cfg
-    assert ca._cfg.commands is cb._cfg.commands
+    assert ca.cfg is cb.cfg
+    assert ca.cfg.commands is cb.cfg.commands
     other = FakeServer(lmtp=True).connect(read_greeting=False).proto._conn
-    assert other._cfg is not ca._cfg and other._cfg.lmtp and not ca._cfg.lmtp
+    assert other.cfg is not ca.cfg and other.cfg.lmtp and not ca.cfg.lmtp
 
 
 def test_clients_share_address_and_name_strings() -> None:
@@ -61,14 +61,10 @@ def test_session_id_is_made_when_first_read() -> None:
     assert sb.id != first
 
 
-def test_settings_cache_is_bounded() -> None:
-    """A program making options objects by the thousand does not grow the shared settings."""
-    from smtpsession._core import connection
-    from smtpsession.options import SMTPServerOptions
-    from smtpsession.session import Session
-
-    for _ in range(3 * connection._SETTINGS_MAX):
-        options = SMTPServerOptions()
-        conn = connection.ServerConnection(options, Session())
-        assert conn._cfg.options is options
-    assert 0 < len(connection._SETTINGS) <= connection._SETTINGS_MAX
+def test_configuration_is_built_once_per_server() -> None:
+    """The factory builds the core's configuration once, not per connection."""
+    server = FakeServer()
+    first = server.connect().proto._conn.cfg
+    for _ in range(3):
+        assert server.connect().proto._conn.cfg is first
+    assert server.factory.core_config(False) is first

@@ -23,7 +23,7 @@ PIECE = b"x" * 65536
 
 
 def unparsed(c: CoreClient) -> int:
-    return len(c.conn._buf) - c.conn._pos
+    return c.conn.unparsed
 
 
 def test_partial_command_line() -> None:
@@ -77,7 +77,7 @@ def test_data_body_is_never_accumulated_by_the_core() -> None:
         c.conn.receive_data(PIECE)
         c.run()
         assert unparsed(c) == 0
-        assert len(c.conn._framer._carry) <= 4  # type: ignore[union-attr]
+        assert len(c.conn.framer._carry) <= 4  # type: ignore[union-attr]
         c.chunks.clear()  # the application consumed them
     assert codes(c.send(b"\r\n.\r\n")) == [250]
 

@@ -28,7 +28,7 @@ def server_buffers(proto: SMTPServerProtocol) -> dict[str, Any]:
     t: Any = proto.transport
     conn: Any = proto._conn
     return {
-        "unparsed": len(conn._buf) - conn._pos,
+        "unparsed": conn.unparsed,
         "unsent": len(t.dataBuffer) - t.offset + t._tempDataLen,
         "reading_paused": bool(proto._paused),
     }

@@ -1,21 +1,21 @@
 """
 MAIL and RCPT have fast paths (one regular expression for their common
 shapes).  They must answer exactly as the general parser does: every line
-here goes through the core twice, once as is and once with the fast paths
-switched off, and the replies and envelopes must be the same.
+here goes through the core twice, once as is and once with the general
+parsers in the command table, and the replies and envelopes must be the
+same.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 
-import smtpsession._core.connection as connection
+from smtpsession._core import envelope
+from smtpsession._core.events import MailFrom, RcptTo
+from smtpsession._core.machine import Verb
 from tests.unit.coreclient import CoreClient
-
-NEVER = re.compile(rb"(?!)")
 
 LINES = [
     b"MAIL FROM:<a@example.com>",
@@ -46,48 +46,90 @@ LINES = [
 ]
 
 
-def run(line: bytes, fast: bool, monkeypatch: pytest.MonkeyPatch, **options: Any) -> Any:
-    with monkeypatch.context() as m:
-        if not fast:
-            m.setattr(connection, "_FAST_FROM", NEVER)
-            m.setattr(connection, "_FAST_TO", NEVER)
-        client = CoreClient(**options)
-        replies = client.send(b"EHLO c\r\n")
-        replies += client.send(line + b"\r\n")
-        replies += client.send(b"RCPT TO:<b@example.com>\r\n")
-        # The same address as a recipient (RCPT has its own fast path).
-        address = line.split(b"<", 1)[1].split(b">", 1)[0]
-        replies += client.send(b"RCPT TO:<" + address + b">\r\n")
-        replies += client.send(b"MAIL FROM:<again@example.com> SIZE=5\r\n")  # nested
-        env = client.session.envelope
-        mail = env.mail_from
-        return (
-            replies,
-            None if mail is None else (mail.address, mail.args),
-            env.body_type,
-            [(r.address, r.args) for r in env.rcpt_to],
+def slow_only(client: CoreClient) -> None:
+    """Make C{client}'s core parse MAIL and RCPT with the general parser only.
+
+    The command table is data in the connection's configuration, so this
+    works on the compiled core too (monkeypatching a compiled module's
+    globals changes nothing there).
+    """
+    commands = client.conn.cfg.commands
+    for verb, parser in ((b"MAIL", envelope.slow_mail), (b"RCPT", envelope.slow_rcpt)):
+        row = commands[verb]
+        commands[verb] = Verb(
+            parser,
+            needs_hello=row.needs_hello,
+            needs_auth=row.needs_auth,
+            in_shutdown=row.in_shutdown,
         )
+
+
+def run(line: bytes, fast: bool, **options: Any) -> Any:
+    client = CoreClient(**options)
+    if not fast:
+        slow_only(client)
+    replies = client.send(b"EHLO c\r\n")
+    replies += client.send(line + b"\r\n")
+    replies += client.send(b"RCPT TO:<b@example.com>\r\n")
+    # The same address as a recipient (RCPT has its own fast path).
+    address = line.split(b"<", 1)[1].split(b">", 1)[0]
+    replies += client.send(b"RCPT TO:<" + address + b">\r\n")
+    replies += client.send(b"MAIL FROM:<again@example.com> SIZE=5\r\n")  # nested
+    env = client.session.envelope
+    mail = env.mail_from
+    return (
+        replies,
+        None if mail is None else (mail.address, mail.args),
+        env.body_type,
+        [(r.address, r.args) for r in env.rcpt_to],
+    )
 
 
 @pytest.mark.parametrize("line", LINES)
 @pytest.mark.parametrize("size", [0, 5000])
-def test_fast_path_answers_like_the_parser(
-    line: bytes, size: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fast = run(line, True, monkeypatch, size=size)
-    slow = run(line, False, monkeypatch, size=size)
+def test_fast_path_answers_like_the_parser(line: bytes, size: int) -> None:
+    fast = run(line, True, size=size)
+    slow = run(line, False, size=size)
     assert fast == slow
 
 
-def test_fast_path_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The common shapes do not reach the general parser."""
-    calls = []
-    real = connection.split_path
-    monkeypatch.setattr(connection, "split_path", lambda *a: calls.append(a) or real(*a))
+def test_slow_only_client_uses_the_general_parser() -> None:
+    """The comparison above really compares two parsers."""
+    client = CoreClient()
+    slow_only(client)
+    assert client.conn.cfg.commands[b"MAIL"].run is envelope.slow_mail
+    assert client.conn.cfg.commands[b"RCPT"].run is envelope.slow_rcpt
+    assert CoreClient().conn.cfg.commands[b"MAIL"].run is envelope.mail
+
+
+def test_fast_path_is_taken() -> None:
+    """
+    The common shapes are decided by the fast paths, without the general
+    parser: each fast path answers them itself (it returns the event, not
+    SLOW).  Calling the compiled functions directly makes this hold on
+    both builds.
+    """
     client = CoreClient()
     client.send(b"EHLO c\r\n")
-    client.send(b"MAIL FROM:<a@example.com> SIZE=1000 BODY=8BITMIME\r\n")
-    client.send(b"RCPT TO:<b@example.com>\r\n")
-    assert calls == []
-    assert client.session.envelope.body_type == "8bitmime"
-    assert client.session.envelope.mail_from.args == {"SIZE": "1000", "BODY": "8BITMIME"}
+    st = client.conn
+    ev = envelope.fast_mail(st, b"FROM:<a@example.com> SIZE=1000 BODY=8BITMIME")
+    assert isinstance(ev, MailFrom)
+    st.mail_from_result(None)
+    assert st.session.envelope.body_type == "8bitmime"
+    assert st.session.envelope.mail_from.args == {"SIZE": "1000", "BODY": "8BITMIME"}
+    ev = envelope.fast_rcpt(st, b"TO:<b@example.com>")
+    assert isinstance(ev, RcptTo)
+    st.rcpt_to_result(None)
+    assert [r.address for r in st.session.envelope.rcpt_to] == ["b@example.com"]
+
+
+@pytest.mark.parametrize(
+    "arg",
+    [b'FROM:<"quoted"@example.com>', b"FROM:<a@example.com> RET=FULL", b"FROM:<a@[192.0.2.1]>"],
+)
+def test_fast_path_leaves_the_rest_to_the_parser(arg: bytes) -> None:
+    """Shapes outside the fast path's pattern are handed on untouched."""
+    client = CoreClient()
+    client.send(b"EHLO c\r\n")
+    assert envelope.fast_mail(client.conn, arg) is envelope.SLOW
+    assert client.conn.data_to_send() == b""

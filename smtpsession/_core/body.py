@@ -1,0 +1,280 @@
+# -*- test-case-name: tests.unit.test_connection,tests.unit.test_framing -*-
+"""
+The message body: DATA and BDAT, their framing, the core's own verdicts
+on a body (bare CR/LF, size), and the application's answer at its end.
+
+A body is released as it arrives, one C{bytes} event per received
+segment (the framers in L{smtpsession._core.framing} find the end and
+undo dot-stuffing); it is never held whole.  When the core refuses a
+body it says so at once (L{BodyRejected}, so the reader stops), keeps
+reading to its end without releasing more, and answers with its own
+verdict whatever the application says.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from smtpsession._core import replies as R
+from smtpsession._core.events import BodyRejected, DataEnd, DataStart
+from smtpsession._core.framing import BdatFramer, DataFramer
+from smtpsession._core.replies import format_reply
+from smtpsession._core.state import BDAT, COMMAND, DATA, DATA_ANSWER, SessionState
+from smtpsession._core.verdicts import fit_results
+from smtpsession.errors import SMTPError
+
+__all__ = [
+    "data",
+    "bdat",
+    "refuse_bdat",
+    "read_data",
+    "read_bdat",
+    "discard_skipped",
+    "data_answered",
+]
+
+_BDAT_ARGS = re.compile(rb"([0-9]{1,15})(?: +(LAST))? *\Z", re.IGNORECASE)
+
+
+def _bare_rejection() -> BodyRejected:
+    return BodyRejected(
+        SMTPError(
+            554,
+            "Error: message contains a bare <CR> or <LF>; lines must end with <CR><LF>",
+            "5.6.0",
+        )
+    )
+
+
+def _size_rejection(limit: int) -> BodyRejected:
+    return BodyRejected(
+        SMTPError(552, f"Error: message exceeds fixed maximum message size {limit}", "5.3.4")
+    )
+
+
+# -- DATA ------------------------------------------------------------------------------
+
+
+def data(st: SessionState, arg: bytes) -> Any:
+    env = st.session.envelope
+    if st.body_open:
+        # RFC 3030 §2: DATA and BDAT do not mix in one transaction.
+        ev = st.abort_body("DATA after BDAT")
+        st.reset_transaction()
+        st.error(R.DATA_AFTER_BDAT)
+        return ev
+    if env.mail_from is None:
+        st.error(R.NEED_MAIL)
+        return None
+    if not env.rcpt_to:
+        st.error(R.NEED_RCPT)
+        return None
+    if env.body_type == "binarymime":
+        st.error(R.BINARYMIME_NEEDS_BDAT)
+        return None
+    st.out.append(R.START_DATA[0])
+    st.framer = DataFramer(check_bare=not st.cfg.lenient_endings)
+    _start_body(st)
+    st.phase = DATA
+    return DataStart(False)
+
+
+def read_data(st: SessionState) -> Any:
+    """One step of DATA: a chunk, a rejection, the end, or None (need data)."""
+    framer = st.framer
+    assert framer is not None
+    buf = st.buf
+    pos = st.pos
+    if pos >= len(buf):
+        return None
+    chunk = buf[pos:] if pos else buf
+    body, end = framer.feed(chunk)
+    st.buf = chunk[end:] if end >= 0 else b""
+    st.pos = 0
+    events: list[Any] = []
+    if body:
+        _body_piece(st, body, framer.bare, events)
+    if end >= 0:
+        st.framer = None
+        events.append(_finish_body(st))
+    return _emit(st, events)
+
+
+# -- BDAT ------------------------------------------------------------------------------
+
+
+def bdat(st: SessionState, arg: bytes) -> Any:
+    m = _BDAT_ARGS.match(arg)
+    if m is None:
+        st.close_with(R.BDAT_SYNTAX)
+        return None
+    size = int(m.group(1))
+    last = m.group(2) is not None
+    env = st.session.envelope
+    if env.mail_from is None or not env.rcpt_to:
+        st.error(R.NEED_MAIL if env.mail_from is None else R.NEED_RCPT)
+        st.skip = size
+        return None
+    st.bdat_last = last
+    first = not st.body_open
+    if first:
+        st.bdat_framer = BdatFramer(
+            check_bare=not st.cfg.lenient_endings and env.body_type != "binarymime"
+        )
+        _start_body(st)
+    assert st.bdat_framer is not None
+    st.bdat_framer.start(size)
+    st.phase = BDAT
+    if first:
+        return DataStart(True)
+    return None
+
+
+def refuse_bdat(st: SessionState, arg: bytes, reply: R.Pair) -> None:
+    """Refuse a BDAT but swallow its octets, so they are never commands."""
+    m = _BDAT_ARGS.match(arg)
+    if m is None:
+        # Without a size the chunk's end is unknowable: close rather than
+        # risk reading body bytes as commands.
+        st.close_with(R.BDAT_SYNTAX)
+        return
+    st.error(reply)
+    st.skip = int(m.group(1))
+
+
+def discard_skipped(st: SessionState) -> bool:
+    """Drop the octets of a refused chunk; whether they are all gone."""
+    buf = st.buf
+    avail = len(buf) - st.pos
+    if avail <= 0:
+        return False
+    if avail >= st.skip:
+        st.pos += st.skip
+        st.skip = 0
+        return True
+    st.skip -= avail
+    st.buf = b""
+    st.pos = 0
+    return False
+
+
+def read_bdat(st: SessionState) -> Any:
+    """One step of a BDAT chunk: a piece, a rejection, the end, or None."""
+    framer = st.bdat_framer
+    assert framer is not None
+    events: list[Any] = []
+    if framer.remaining:
+        buf = st.buf
+        pos = st.pos
+        if pos >= len(buf):
+            return None
+        chunk = buf[pos:] if pos else buf
+        body, end = framer.feed(chunk)
+        st.buf = chunk[end:] if end >= 0 else b""
+        st.pos = 0
+        if body:
+            _body_piece(st, body, framer.bare, events)
+        if end < 0:
+            return _emit(st, events)
+    # The chunk is complete.
+    if st.bdat_last:
+        framer.finish()
+        if framer.bare and st.rejected is None:
+            events.append(_reject(st, _bare_rejection()))
+        st.bdat_framer = None
+        events.append(_finish_body(st))
+    else:
+        st.phase = COMMAND
+        st.out.append(
+            format_reply(
+                250, f"OK: {st.body_length} octets received", "2.0.0" if st.esc else None
+            )
+        )
+    return _emit(st, events)
+
+
+# -- both ------------------------------------------------------------------------------
+
+
+def _start_body(st: SessionState) -> None:
+    st.body_open = True
+    st.body_length = 0
+    st.rejected = None
+
+
+def _reject(st: SessionState, ev: BodyRejected) -> BodyRejected:
+    st.rejected = ev
+    return ev
+
+
+def _body_piece(st: SessionState, body: bytes, bare: bool, events: list[Any]) -> None:
+    """Account for released body bytes; emit them unless refused."""
+    st.body_length += len(body)
+    if st.rejected is not None:
+        return
+    cfg = st.cfg
+    if bare:
+        events.append(_reject(st, _bare_rejection()))
+    elif cfg.reject_oversized and st.body_length > cfg.size_limit:
+        events.append(_reject(st, _size_rejection(cfg.size_limit)))
+    elif cfg.data_hook:
+        events.append(body)
+
+
+def _emit(st: SessionState, events: list[Any]) -> Any:
+    """The first event of a step; the others wait in C{queued}."""
+    if not events:
+        return None
+    if len(events) > 1:
+        if st.queued is None:
+            st.queued = events[1:]
+        else:
+            st.queued.extend(events[1:])
+    return events[0]
+
+
+def _finish_body(st: SessionState) -> DataEnd:
+    st.body_open = False
+    st.pause_for(DATA_ANSWER)
+    return DataEnd(st.body_length, st.rejected)
+
+
+def data_answered(
+    st: SessionState, results: Sequence[SMTPError | str | None]
+) -> str:
+    """
+    The application's results for the body that ended: queue the final
+    reply (one per recipient in LMTP), end the transaction, and return
+    the reply codes sent, C{;}-separated (for the transaction log).
+    """
+    st.expect(DATA_ANSWER)
+    rejected = st.rejected
+    lmtp = st.cfg.lmtp
+    n = len(st.session.envelope.rcpt_to)
+    if rejected is not None:
+        results = [rejected.error] * (n if lmtp else 1)
+    else:
+        results = fit_results(results, lmtp, n)
+    default = R.MESSAGE_ACCEPTED if lmtp else R.MESSAGE_QUEUED
+    if len(results) == 1:
+        code = _answer(st, results[0], default, lmtp)
+    else:
+        code = ";".join([_answer(st, result, default, lmtp) for result in results])
+    st.end_transaction()
+    return code
+
+
+def _answer(
+    st: SessionState, result: SMTPError | str | None, default: R.Pair, lmtp: bool
+) -> str:
+    """Queue one final reply; its code."""
+    if result is None:
+        st.out.append(default[st.esc])
+        return "250"
+    if isinstance(result, SMTPError):
+        st.app_error(result, 450, "LMTP" if lmtp else "DATA")
+        return str(result.code or 450)
+    st.out.append(format_reply(250, str(result), "2.6.0" if st.esc else None))
+    return "250"

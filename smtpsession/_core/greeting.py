@@ -1,0 +1,179 @@
+# -*- test-case-name: tests.unit.test_connection -*-
+"""
+The greeting and the three hellos: the 220 banner, HELO, EHLO and LHLO,
+and the capabilities EHLO/LHLO advertise.
+
+A hello (re)starts the session's protocol state: it forgets the envelope,
+records the client's name and turns enhanced status codes on (EHLO/LHLO,
+RFC 2034 §3) or off (HELO).
+"""
+
+from __future__ import annotations
+
+import re
+from sys import intern
+
+from smtpsession._core import replies as R
+from smtpsession._core.replies import format_reply
+from smtpsession._core.state import SessionState
+
+__all__ = [
+    "banner",
+    "capabilities",
+    "ehlo",
+    "helo",
+    "lhlo",
+    "XCLIENT_KEYS",
+    "XFORWARD_KEYS",
+]
+
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+#: The attributes XCLIENT and XFORWARD take (and EHLO advertises).
+XCLIENT_KEYS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN")
+XFORWARD_KEYS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
+
+
+def banner(st: SessionState) -> bytes:
+    """The 220 line: at connect, and again after XCLIENT."""
+    cfg = st.cfg
+    proto = "LMTP" if cfg.lmtp else "ESMTP"
+    text = cfg.options.banner
+    return format_reply(220, f"{cfg.name} {proto}" + (f" {text}" if text else ""))
+
+
+def _hello_argument(st: SessionState, arg: bytes, syntax: R.Pair) -> str | None:
+    """The client's name, lower-cased and interned; None (after replying) if bad."""
+    text = arg.strip(b" ")
+    if not text or b" " in text or b"\t" in text:
+        st.error(syntax)
+        return None
+    try:
+        name = text.decode("utf-8")
+    except UnicodeDecodeError:
+        st.error(R.BAD_HOSTNAME)
+        return None
+    if len(name) > 300 or _CONTROLS.search(name):
+        st.error(R.BAD_HOSTNAME)
+        return None
+    # Interned: idle clients that all say the same name share one string.
+    return intern(name.lower())
+
+
+def _helo_text(st: SessionState) -> str:
+    """The first line of the hello reply, from C{helo_response}."""
+    name = st.cfg.name
+    template = st.cfg.options.helo_response
+    hostname = st.session.client_hostname or f"[{st.session.remote_address}]"
+    if "{" in template:
+        try:
+            return template.format(name=name, client_hostname=hostname)
+        except (KeyError, IndexError, ValueError):
+            return f"{name} Nice to meet you, {hostname}"
+    if "%s" in template:
+        parts = template.split("%s")
+        values = [name, hostname]
+        out = parts[0]
+        for i, p in enumerate(parts[1:]):
+            out += (values[i] if i < 2 else "") + p
+        return out
+    return template
+
+
+def _greeted(st: SessionState, command: str, name: str) -> None:
+    s = st.session
+    s.opening_command = command
+    s.host_name_appears_as = name
+    st.reset_transaction()
+    st.update_transmission_type()
+
+
+def helo(st: SessionState, arg: bytes) -> None:
+    name = _hello_argument(st, arg, R.HELO_SYNTAX)
+    if name is None:
+        return None
+    st.esc = 0
+    _greeted(st, "HELO", name)
+    st.out.append(format_reply(250, _helo_text(st)))
+    return None
+
+
+def ehlo(st: SessionState, arg: bytes) -> None:
+    name = _hello_argument(st, arg, R.EHLO_SYNTAX)
+    if name is None:
+        return None
+    _greeted(st, "EHLO", name)
+    st.esc = 0 if st.cfg.options.hide_enhancedstatuscodes else 1
+    st.out.append(_ehlo_reply(st))
+    return None
+
+
+def lhlo(st: SessionState, arg: bytes) -> None:
+    name = _hello_argument(st, arg, R.LHLO_SYNTAX)
+    if name is None:
+        return None
+    _greeted(st, "LHLO", name)
+    st.esc = 0 if st.cfg.options.hide_enhancedstatuscodes else 1
+    st.out.append(_ehlo_reply(st))
+    return None
+
+
+def helo_in_lmtp(st: SessionState, arg: bytes) -> None:
+    """HELO to an LMTP server (RFC 2033 §4.1: LHLO only)."""
+    st.error(R.HELO_IN_LMTP)
+    return None
+
+
+def ehlo_in_lmtp(st: SessionState, arg: bytes) -> None:
+    """EHLO to an LMTP server (RFC 2033 §4.1: LHLO only)."""
+    st.error(R.EHLO_IN_LMTP)
+    return None
+
+
+def capabilities(st: SessionState) -> list[str]:
+    """The EHLO keywords this session would advertise now."""
+    cfg = st.cfg
+    o = cfg.options
+    s = st.session
+    caps = []
+    if not o.hide_pipelining:
+        caps.append("PIPELINING")
+    if not o.hide_8bitmime:
+        caps.append("8BITMIME")
+    if not o.hide_smtputf8:
+        caps.append("SMTPUTF8")
+    if not o.hide_enhancedstatuscodes:
+        caps.append("ENHANCEDSTATUSCODES")
+    if not o.hide_dsn:
+        caps.append("DSN")
+    if cfg.auth_enabled and s.user is None and (s.secure or o.allow_insecure_auth):
+        caps.append("AUTH " + " ".join(o.auth_methods))
+    if (
+        cfg.tls_available
+        and not s.secure
+        and not o.hide_starttls
+        and b"STARTTLS" not in cfg.disabled
+    ):
+        caps.append("STARTTLS")
+    if s.secure and not o.hide_requiretls:
+        caps.append("REQUIRETLS")
+    if cfg.size_limit:
+        caps.append("SIZE" if o.hide_size else f"SIZE {cfg.size_limit}")
+    if cfg.chunking:
+        caps.append("CHUNKING")
+        if not o.hide_8bitmime:
+            caps.append("BINARYMIME")
+    if not st.xclient_addr_used:
+        if st.xclient_trusted and b"XCLIENT" not in cfg.disabled:
+            caps.append("XCLIENT " + " ".join(XCLIENT_KEYS))
+        if st.xforward_trusted and b"XFORWARD" not in cfg.disabled:
+            caps.append("XFORWARD " + " ".join(XFORWARD_KEYS))
+    return caps
+
+
+def _ehlo_reply(st: SessionState) -> bytes:
+    lines = [_helo_text(st)]
+    lines.extend(capabilities(st))
+    out = [b"250-" + line.encode("utf-8") for line in lines[:-1]]
+    out.append(b"250 " + lines[-1].encode("utf-8"))
+    return b"\r\n".join(out) + b"\r\n"
