@@ -6,8 +6,10 @@ A hook may return a value, a Deferred or a coroutine.  L{call_hook} runs the
 continuation synchronously when the result is already there (a plain value,
 a fired Deferred, a coroutine that never awaited anything pending): that is
 the fast path every default-ish handler takes, and it costs no Deferred and
-no reactor turn.  Otherwise it reports that the result is pending and calls
-the continuation later.
+no reactor turn.  Otherwise it returns what is pending (something with a
+C{cancel()}: the Deferred, or the coroutine's driver) and calls the
+continuation later; cancelling it is how a hook that takes too long is
+stopped (C{hook_timeout}).
 """
 
 from __future__ import annotations
@@ -17,19 +19,25 @@ import inspect
 import warnings
 from collections.abc import Callable
 from types import CoroutineType, GeneratorType
-from typing import Any
+from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
 from smtpsession.handler import Handler
 from smtpsession.interfaces import ISMTPHandler
 
-__all__ = ["HookTable", "call_hook", "HOOK_NAMES"]
+__all__ = ["HookTable", "call_hook", "HOOK_NAMES", "Pending"]
 
 HOOK_NAMES = tuple(ISMTPHandler.names())
 
 Continuation = Callable[[Any, Failure | None], None]
+
+
+class Pending(Protocol):
+    """A hook's result that has not arrived yet: it can be cancelled."""
+
+    def cancel(self) -> None: ...
 
 
 class HookTable:
@@ -133,7 +141,7 @@ class CoroutineDriver:
     C{now}, while L{run_coroutine} has not returned) when it finishes.
     """
 
-    __slots__ = ("_coro", "_send", "_run", "_cont")
+    __slots__ = ("_coro", "_send", "_run", "_cont", "_awaiting")
 
     def __init__(
         self,
@@ -148,6 +156,22 @@ class CoroutineDriver:
         self._send = send
         self._run = run
         self._cont = cont
+        #: The Deferred the coroutine waits for, if any (not a stream).
+        self._awaiting: Deferred[Any] | None = None
+
+    def cancel(self) -> None:
+        """
+        Stop the coroutine where it waits: cancel the Deferred it awaits
+        (it sees C{CancelledError} there, as with C{Deferred.fromCoroutine}),
+        or raise C{CancelledError} at the stream read it is parked on.
+        """
+        if self._coro is None:
+            return
+        awaiting = self._awaiting
+        if awaiting is not None:
+            awaiting.cancel()
+        else:
+            self.resume(None, CancelledError())
 
     def throw(self, exc: BaseException) -> None:
         """Resume by raising C{exc} at the pending await."""
@@ -159,6 +183,8 @@ class CoroutineDriver:
         raising C{exc} there), and run until the next real wait.  The stream
         calls this directly for every chunk: it is the per-chunk cost.
         """
+        if self._coro is None:
+            return  # finished (cancelled) while a stream still held it
         run = self._run
         while True:
             try:
@@ -201,7 +227,9 @@ class CoroutineDriver:
         def got(result: Any) -> None:
             if state[0] is _WAITING:
                 state[0] = result
-            elif isinstance(result, Failure):
+                return
+            self._awaiting = None
+            if isinstance(result, Failure):
                 self.resume(None, result)
             else:
                 self.resume(result)
@@ -210,19 +238,20 @@ class CoroutineDriver:
         result = state[0]
         state[0] = _RETURNED
         if result is _WAITING:
+            self._awaiting = d
             return None
         if isinstance(result, Failure):
             return None, result
         return result, None
 
 
-def run_coroutine(coro: Any, now: Continuation, later: Continuation) -> bool:
+def run_coroutine(coro: Any, now: Continuation, later: Continuation) -> CoroutineDriver | None:
     """
     Run C{coro} in a copy of the current context (so that context variables
     it sets stay its own) until it finishes or really waits.
 
-    @return: C{True} if it finished and C{now} has run, C{False} if a
-        L{CoroutineDriver} will call C{later}.
+    @return: C{None} if it finished and C{now} has run, else the
+        L{CoroutineDriver} that will call C{later}.
     """
     send = coro.send
     run = contextvars.copy_context().run
@@ -230,10 +259,10 @@ def run_coroutine(coro: Any, now: Continuation, later: Continuation) -> bool:
         awaited = run(send, None)
     except StopIteration as e:
         now(e.value, None)
-        return True
+        return None
     except BaseException:
         now(None, Failure())
-        return True
+        return None
     driver = CoroutineDriver(coro, send, run, now)
     if isinstance(awaited, Parked):
         awaited.driver = driver
@@ -242,9 +271,9 @@ def run_coroutine(coro: Any, now: Continuation, later: Continuation) -> bool:
         if outcome is not None:
             driver.resume(*outcome)
             if driver._coro is None:
-                return True
+                return None
     driver._cont = later
-    return False
+    return driver
 
 
 def _as_deferred(awaited: Any) -> Deferred[Any] | None:
@@ -268,34 +297,35 @@ def call_hook(
     args: tuple[Any, ...],
     now: Continuation,
     later: Continuation | None = None,
-) -> bool:
+) -> Pending | None:
     """
     Call C{fn(*args)} and hand its outcome to a continuation
     C{(value, failure)}: C{now} if the outcome is already known when the
     call returns, else C{later} (default: C{now}) when it arrives.
 
-    @return: C{True} if C{now} has run, C{False} if C{later} will run.
+    @return: C{None} if C{now} has run, else the pending result (cancel it
+        to give up on the hook: C{later} then gets C{CancelledError}).
     """
     try:
         result = fn(*args)
     except Exception:
         now(None, Failure())
-        return True
+        return None
     t = type(result)
     if t is CoroutineType or t is GeneratorType:
         return run_coroutine(result, now, later or now)
     if result is None or t is str or t is bool or t is list:
         now(result, None)
-        return True
+        return None
     if not isinstance(result, Deferred):
         if inspect.isawaitable(result):
             return run_coroutine(_await(result), now, later or now)
         now(result, None)
-        return True
+        return None
     box = _Box()
     result.addCallbacks(box.ok, box.err)
     if box.done:
         now(box.value, box.failure)
-        return True
+        return None
     box.late = later if later is not None else now
-    return False
+    return result

@@ -252,6 +252,14 @@ class SMTPServerOptions:
         "close-timeout",
         "Seconds open transactions may take to finish on shutdown.",
     )
+    hook_timeout: float = _opt(
+        30.0,
+        "hook-timeout",
+        "Seconds a hook (with the filters in front of it) may take to answer; "
+        "then it is cancelled and the client gets 451 4.3.0 (on_connect: 421). "
+        "For on_data, counted from the end of the body. 0: no limit (the idle "
+        "socket timeout still runs while a hook is pending).",
+    )
     lenient_address_parsing: bool = _opt(
         False,
         "lenient-address-parsing",
@@ -344,6 +352,10 @@ class SMTPServerOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds")
+        for name in ("hook_timeout",):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ValueError(f"{name} must be a number of seconds >= 0 (0: no limit)")
         if self.tls_min_version not in ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"):
             raise ValueError(f"unknown TLS version {self.tls_min_version!r}")
         for name in ("use_proxy", "use_xclient", "use_xforward"):
@@ -401,7 +413,7 @@ def trusted_networks(
     return tuple(out)
 
 
-def is_trusted(setting: bool | Sequence[Network], address: str) -> bool:
+def is_trusted(setting: bool | Sequence[Any], address: str) -> bool:
     """
     Whether a peer address is allowed by a C{use_*} setting: C{True} trusts
     everyone, a tuple of networks trusts its members.

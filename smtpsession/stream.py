@@ -94,6 +94,7 @@ class MessageStream:
         "_consumer",
         "_consumer_paused",
         "_done_d",
+        "_map",
         "__dict__",
         "__weakref__",
     )
@@ -122,6 +123,7 @@ class MessageStream:
         self._consumer: Any = None
         self._consumer_paused = False
         self._done_d: Deferred[None] | None = None
+        self._map: Callable[[bytes], bytes] | None = None
 
     def __repr__(self) -> str:
         state = "ended" if self._ended else "open"
@@ -206,6 +208,47 @@ class MessageStream:
         elif self._ended and not self._chunks:
             self._finish_consumer(None)
         return done
+
+    # ------------------------------------------------------------------
+    # For filters: change what the next stage reads
+    # ------------------------------------------------------------------
+
+    def prepend(self, data: bytes) -> None:
+        """
+        Put C{data} before the body (a header line, say): the reader gets
+        it first.  Only before anyone reads the stream.
+        """
+        self._not_read_yet("prepend")
+        if data:
+            self._chunks.appendleft(data)
+            self._queued += len(data)
+            self.byte_length += len(data)
+
+    def map(self, transform: Callable[[bytes], bytes]) -> None:
+        """
+        Pass every chunk of the body through C{transform} before the reader
+        gets it (chunks already received included).  Chunk boundaries are
+        wherever the network put them.  Only before anyone reads the
+        stream; several maps apply in the order they were added.
+        """
+        self._not_read_yet("map")
+        previous = self._map
+        if previous is None:
+            self._map = transform
+        else:
+            self._map = lambda chunk: transform(previous(chunk))
+        if self._chunks:
+            old = list(self._chunks)
+            self._chunks.clear()
+            self._queued = 0
+            for chunk in old:
+                chunk = transform(chunk)
+                self._chunks.append(chunk)
+                self._queued += len(chunk)
+
+    def _not_read_yet(self, what: str) -> None:
+        if self._mode is not None:
+            raise RuntimeError(f"{what}() must come before the stream is read")
 
     def _claim(self, mode: str) -> None:
         if self._mode is not None and self._mode != mode:
@@ -295,6 +338,9 @@ class MessageStream:
 
     def feed(self, chunk: bytes) -> None:
         """A chunk of body arrived."""
+        transform = self._map
+        if transform is not None:
+            chunk = transform(chunk)
         self.byte_length += len(chunk)
         if self._limit and self.byte_length > self._limit:
             self.size_exceeded = True

@@ -18,10 +18,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from smtpsession._core import replies as R
-from smtpsession._core.events import BodyRejected, DataEnd, DataStart
+from smtpsession._core.events import NEED_DATA, BodyRejected, DataEnd, DataStart
 from smtpsession._core.framing import BdatFramer, DataFramer
 from smtpsession._core.replies import format_reply
-from smtpsession._core.state import BDAT, COMMAND, DATA, DATA_ANSWER, SessionState
+from smtpsession._core.state import (
+    BDAT,
+    COMMAND,
+    DATA,
+    DATA_ANSWER,
+    NOTHING,
+    WAIT,
+    SessionState,
+)
 from smtpsession._core.verdicts import fit_results
 from smtpsession.errors import SMTPError
 
@@ -82,13 +90,13 @@ def data(st: SessionState, arg: bytes) -> Any:
 
 
 def read_data(st: SessionState) -> Any:
-    """One step of DATA: a chunk, a rejection, the end, or None (need data)."""
+    """One step of DATA: a chunk, a rejection, the end, or NEED_DATA."""
     framer = st.framer
     assert framer is not None
     buf = st.buf
     pos = st.pos
     if pos >= len(buf):
-        return None
+        return NEED_DATA
     chunk = buf[pos:] if pos else buf
     body, end = framer.feed(chunk)
     st.buf = chunk[end:] if end >= 0 else b""
@@ -99,7 +107,7 @@ def read_data(st: SessionState) -> Any:
     if end >= 0:
         st.framer = None
         events.append(_finish_body(st))
-    return _emit(st, events)
+    return _emit(st, events) or NEED_DATA
 
 
 # -- BDAT ------------------------------------------------------------------------------
@@ -161,7 +169,10 @@ def discard_skipped(st: SessionState) -> bool:
 
 
 def read_bdat(st: SessionState) -> Any:
-    """One step of a BDAT chunk: a piece, a rejection, the end, or None."""
+    """
+    One step of a BDAT chunk: a piece, a rejection, the end, NEED_DATA, or
+    None when the chunk is complete and commands follow.
+    """
     framer = st.bdat_framer
     assert framer is not None
     events: list[Any] = []
@@ -169,7 +180,7 @@ def read_bdat(st: SessionState) -> Any:
         buf = st.buf
         pos = st.pos
         if pos >= len(buf):
-            return None
+            return NEED_DATA
         chunk = buf[pos:] if pos else buf
         body, end = framer.feed(chunk)
         st.buf = chunk[end:] if end >= 0 else b""
@@ -177,7 +188,7 @@ def read_bdat(st: SessionState) -> Any:
         if body:
             _body_piece(st, body, framer.bare, events)
         if end < 0:
-            return _emit(st, events)
+            return _emit(st, events) or NEED_DATA
     # The chunk is complete.
     if st.bdat_last:
         framer.finish()
@@ -249,29 +260,34 @@ def data_answered(
     reply (one per recipient in LMTP), end the transaction, and return
     the reply codes sent, C{;}-separated (for the transaction log).
     """
-    st.expect(DATA_ANSWER)
+    if st.phase != WAIT or st.wait != DATA_ANSWER:
+        st.expect(DATA_ANSWER)  # raises: no body has ended
+    st.phase = COMMAND
+    st.wait = NOTHING
     rejected = st.rejected
     lmtp = st.cfg.lmtp
-    n = len(st.session.envelope.rcpt_to)
     if rejected is not None:
-        results = [rejected.error] * (n if lmtp else 1)
-    else:
-        results = fit_results(results, lmtp, n)
-    default = R.MESSAGE_ACCEPTED if lmtp else R.MESSAGE_QUEUED
+        n = len(st.session.envelope.rcpt_to) if lmtp else 1
+        results = [rejected.error] * n
+    elif len(results) != 1 or lmtp:
+        results = fit_results(results, lmtp, len(st.session.envelope.rcpt_to))
     if len(results) == 1:
-        code = _answer(st, results[0], default, lmtp)
+        result = results[0]
+        if result is None and not lmtp:
+            st.out.append(R.MESSAGE_QUEUED[st.esc])  # the common case
+            code = "250"
+        else:
+            code = _answer(st, result, lmtp)
     else:
-        code = ";".join([_answer(st, result, default, lmtp) for result in results])
+        code = ";".join([_answer(st, result, lmtp) for result in results])
     st.end_transaction()
     return code
 
 
-def _answer(
-    st: SessionState, result: SMTPError | str | None, default: R.Pair, lmtp: bool
-) -> str:
+def _answer(st: SessionState, result: SMTPError | str | None, lmtp: bool) -> str:
     """Queue one final reply; its code."""
     if result is None:
-        st.out.append(default[st.esc])
+        st.out.append((R.MESSAGE_ACCEPTED if lmtp else R.MESSAGE_QUEUED)[st.esc])
         return "250"
     if isinstance(result, SMTPError):
         st.app_error(result, 450, "LMTP" if lmtp else "DATA")

@@ -72,6 +72,7 @@ __all__ = ["ServerConnection", "MAX_PENDING"]
 MAX_PENDING = 1024 * 1024
 
 _READERS = machine.READERS
+_ACCEPTED: list[SMTPError | str | None] = [None]
 
 
 class ServerConnection(SessionState):
@@ -265,11 +266,17 @@ class ServerConnection(SessionState):
 
     def mail_from_result(self, error: BaseException | None = None, value: Any = None) -> None:
         """Answer a L{MailFrom}: no error accepts (unless C{value} is False)."""
-        envelope.mail_answered(self, verdicts.as_error(value, error, "MAIL"))
+        if error is None and value is not False:
+            envelope.mail_answered(self, None)
+        else:
+            envelope.mail_answered(self, verdicts.as_error(value, error, "MAIL"))
 
     def rcpt_to_result(self, error: BaseException | None = None, value: Any = None) -> None:
         """Answer a L{RcptTo}: no error accepts (unless C{value} is False)."""
-        envelope.rcpt_answered(self, verdicts.as_error(value, error, "RCPT"))
+        if error is None and value is not False:
+            envelope.rcpt_answered(self, None)
+        else:
+            envelope.rcpt_answered(self, verdicts.as_error(value, error, "RCPT"))
 
     def auth_result(self, user: Any, error: BaseException | None = None) -> bool:
         """
@@ -294,6 +301,8 @@ class ServerConnection(SessionState):
         an LMTP list did not match the recipients (a handler bug to log),
         its length.
         """
+        if value is None and error is None:
+            return body.data_answered(self, _ACCEPTED), None  # the common case
         results, problem = verdicts.data_results(
             value, error, self.cfg.lmtp, len(self.session.envelope.rcpt_to)
         )

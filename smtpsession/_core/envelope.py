@@ -8,14 +8,17 @@ the shapes real clients send with nearly every message (an ASCII
 dot-atom address at a host name; for MAIL, at most C{BODY=7BIT|8BITMIME}
 and C{SIZE=n}), one regular expression; and the general parser for
 everything else (quoted local parts, source routes, IP literals, UTF-8,
-DSN and AUTH parameters).  The fast path returns L{SLOW} whenever it is
-not sure, and the general parser then decides (and words the refusal).
-C{tests/unit/test_fast_paths.py} runs both on the same lines.
+DSN and AUTH parameters).  L{mail} and L{rcpt} are the fast paths: they
+hand the line to the general parser (L{slow_mail}, L{slow_rcpt}, or the
+C{general} given to them) whenever they are not sure, and it decides (and
+words the refusal).  C{tests/unit/test_fast_paths.py} runs both on the
+same lines.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from smtpsession._core import replies as R
@@ -28,21 +31,21 @@ from smtpsession._core.addresses import (
 )
 from smtpsession._core.events import MailFrom, RcptTo
 from smtpsession._core.params import ParamError, is_xtext, parse_params
-from smtpsession._core.state import MAIL_ANSWER, RCPT_ANSWER, WAIT, SessionState
+from smtpsession._core.state import (
+    COMMAND,
+    MAIL_ANSWER,
+    NOTHING,
+    RCPT_ANSWER,
+    WAIT,
+    SessionState,
+)
 from smtpsession.errors import SMTPError
 from smtpsession.session import Address, EnvelopeDSN, RecipientDSN
 
-__all__ = [
-    "mail",
-    "rcpt",
-    "fast_mail",
-    "slow_mail",
-    "fast_rcpt",
-    "slow_rcpt",
-    "mail_answered",
-    "rcpt_answered",
-    "SLOW",
-]
+__all__ = ["mail", "rcpt", "slow_mail", "slow_rcpt", "mail_answered", "rcpt_answered"]
+
+#: A command's function (the general parsers, or what a test puts instead).
+Command = Callable[[SessionState, bytes], Any]
 
 _SIZE = re.compile(r"[0-9]{1,20}\Z")
 _NOTIFY_VALUES = frozenset(["SUCCESS", "FAILURE", "DELAY"])
@@ -67,17 +70,6 @@ _FAST_TO = re.compile(rb"(?i:to): ?<(" + _PLAIN_MAILBOX + rb")>\Z")
 #: The longest mailbox that cannot hold a label over 63 octets ("a@" + 63):
 #: only a longer one has its labels measured on the fast path.
 _SHORT_MAILBOX = 2 + MAX_LABEL_OCTETS
-
-
-class _Slow:
-    """The type of L{SLOW}."""
-
-    def __repr__(self) -> str:
-        return "SLOW"
-
-
-#: What a fast path returns when the general parser must decide.
-SLOW = _Slow()
 
 
 def _fast_ok(mailbox: bytes) -> bool:
@@ -120,41 +112,6 @@ def _size_too_big(st: SessionState) -> R.Pair:
 
 
 # -- MAIL ------------------------------------------------------------------------------
-
-
-def mail(st: SessionState, arg: bytes) -> Any:
-    fast = fast_mail(st, arg)
-    if fast is SLOW:
-        return slow_mail(st, arg)
-    return fast
-
-
-def fast_mail(st: SessionState, arg: bytes) -> Any:
-    """MAIL in its common shape, or L{SLOW}: the same answers as L{slow_mail}."""
-    m = _FAST_FROM.match(arg)
-    if m is None or not _fast_ok(m.group(1)):
-        return SLOW
-    if st.session.envelope.mail_from is not None or st.body_open:
-        st.error(R.NESTED_MAIL)
-        return None
-    params = m.group(2)
-    args: dict[str, Any] = {}
-    body_type = "7bit"
-    if params:
-        for item in params[1:].split(b" "):
-            key, _, value = item.partition(b"=")
-            name = key.decode("ascii").upper()
-            if name in args:
-                return SLOW  # a repeated parameter: the parser says why
-            args[name] = value.decode("ascii")
-        size = args.get("SIZE")
-        if size is not None and st.cfg.check_size and int(size) > st.cfg.size_limit:
-            return SLOW  # the parser words the refusal
-        if args.get("BODY", "").upper() == "8BITMIME":
-            body_type = "8bitmime"
-    addr = Address(m.group(1).decode("ascii"), args)
-    st.pending_mail = (addr, body_type, False, False, None)
-    return _ask_mail(st, addr)
 
 
 def slow_mail(st: SessionState, arg: bytes) -> Any:
@@ -246,6 +203,34 @@ def slow_mail(st: SessionState, arg: bytes) -> Any:
     return _ask_mail(st, addr)
 
 
+def mail(st: SessionState, arg: bytes, general: Command = slow_mail) -> Any:
+    """MAIL: its common shape here, anything else by C{general}, with the same answers."""
+    m = _FAST_FROM.match(arg)
+    if m is None or not _fast_ok(m.group(1)):
+        return general(st, arg)
+    if st.session.envelope.mail_from is not None or st.body_open:
+        st.error(R.NESTED_MAIL)
+        return None
+    params = m.group(2)
+    args: dict[str, Any] = {}
+    body_type = "7bit"
+    if params:
+        for item in params[1:].split(b" "):
+            key, _, value = item.partition(b"=")
+            name = key.decode("ascii").upper()
+            if name in args:
+                return general(st, arg)  # a repeated parameter: the parser says why
+            args[name] = value.decode("ascii")
+        size = args.get("SIZE")
+        if size is not None and st.cfg.check_size and int(size) > st.cfg.size_limit:
+            return general(st, arg)  # the parser words the refusal
+        if args.get("BODY", "").upper() == "8BITMIME":
+            body_type = "8bitmime"
+    addr = Address(m.group(1).decode("ascii"), args)
+    st.pending_mail = (addr, body_type, False, False, None)
+    return _ask_mail(st, addr)
+
+
 def _ask_mail(st: SessionState, addr: Address) -> MailFrom | None:
     """Wait for the application's verdict, or accept at once if it has no hook."""
     st.phase = WAIT
@@ -258,7 +243,10 @@ def _ask_mail(st: SessionState, addr: Address) -> MailFrom | None:
 
 def mail_answered(st: SessionState, error: SMTPError | None) -> None:
     """The verdict on the pending MAIL: C{None} accepts."""
-    st.expect(MAIL_ANSWER)
+    if st.phase != WAIT or st.wait != MAIL_ANSWER:
+        st.expect(MAIL_ANSWER)  # raises: no MAIL is pending
+    st.phase = COMMAND
+    st.wait = NOTHING
     pending = st.pending_mail
     st.pending_mail = None
     assert pending is not None
@@ -278,24 +266,6 @@ def mail_answered(st: SessionState, error: SMTPError | None) -> None:
 
 
 # -- RCPT ------------------------------------------------------------------------------
-
-
-def rcpt(st: SessionState, arg: bytes) -> Any:
-    fast = fast_rcpt(st, arg)
-    if fast is SLOW:
-        return slow_rcpt(st, arg)
-    return fast
-
-
-def fast_rcpt(st: SessionState, arg: bytes) -> Any:
-    """RCPT in its common shape, or L{SLOW}: the same answers as L{slow_rcpt}."""
-    m = _FAST_TO.match(arg)
-    if m is None or not _fast_ok(m.group(1)):
-        return SLOW
-    address = m.group(1).decode("ascii")
-    if _rcpt_out_of_order(st) or _rcpt_over_limit(st, address):
-        return None
-    return _ask_rcpt(st, Address(address))
 
 
 def slow_rcpt(st: SessionState, arg: bytes) -> Any:
@@ -350,6 +320,17 @@ def slow_rcpt(st: SessionState, arg: bytes) -> Any:
     return _ask_rcpt(st, Address(address, args, dsn))
 
 
+def rcpt(st: SessionState, arg: bytes, general: Command = slow_rcpt) -> Any:
+    """RCPT: its common shape here, anything else by C{general}, with the same answers."""
+    m = _FAST_TO.match(arg)
+    if m is None or not _fast_ok(m.group(1)):
+        return general(st, arg)
+    address = m.group(1).decode("ascii")
+    if _rcpt_out_of_order(st) or _rcpt_over_limit(st, address):
+        return None
+    return _ask_rcpt(st, Address(address))
+
+
 def _rcpt_out_of_order(st: SessionState) -> bool:
     """RCPT needs a MAIL and no started BDAT; replies if not."""
     if st.session.envelope.mail_from is None:
@@ -387,7 +368,10 @@ def _ask_rcpt(st: SessionState, addr: Address) -> RcptTo | None:
 
 def rcpt_answered(st: SessionState, error: SMTPError | None) -> None:
     """The verdict on the pending RCPT: C{None} accepts."""
-    st.expect(RCPT_ANSWER)
+    if st.phase != WAIT or st.wait != RCPT_ANSWER:
+        st.expect(RCPT_ANSWER)  # raises: no RCPT is pending
+    st.phase = COMMAND
+    st.wait = NOTHING
     address = st.pending_rcpt
     st.pending_rcpt = None
     assert address is not None

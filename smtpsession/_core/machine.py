@@ -27,7 +27,7 @@ from smtpsession._core import replies as R
 from smtpsession._core.events import CLOSED, NEED_DATA, PAUSED
 from smtpsession._core.sasl import MECHANISMS
 from smtpsession._core.settings import CoreConfig
-from smtpsession._core.state import BDAT, SessionState
+from smtpsession._core.state import COMMAND, SessionState
 from smtpsession.options import SMTPServerOptions
 
 __all__ = ["Verb", "VERBS", "READERS", "configure", "dispatch", "read_command"]
@@ -155,49 +155,48 @@ def read_greeting(st: SessionState) -> Any:
 
 
 def read_command(st: SessionState) -> Any:
-    """One command line (or SASL line): its event, None to go on, or NEED_DATA."""
-    if st.skip:
-        return None if body.discard_skipped(st) else NEED_DATA
-    buf = st.buf
-    pos = st.pos
-    max_line = st.cfg.max_line
-    nl = buf.find(b"\n", pos)
-    if nl < 0:
-        # A partial line may be one CR longer than the limit: its LF may
-        # be in the next segment.
-        n = len(buf) - pos
-        if n > max_line and (n > max_line + 1 or buf[-1] != 13):
+    """
+    Command lines (or SASL lines), one after the other, until one gives an
+    event (returned), the input runs out (NEED_DATA), or the phase changes
+    (None: the next phase's reader takes over).
+    """
+    while True:
+        if st.skip and not body.discard_skipped(st):
+            return NEED_DATA
+        buf = st.buf
+        pos = st.pos
+        max_line = st.cfg.max_line
+        nl = buf.find(b"\n", pos)
+        if nl < 0:
+            # A partial line may be one CR longer than the limit: its LF may
+            # be in the next segment.
+            n = len(buf) - pos
+            if n > max_line and (n > max_line + 1 or buf[-1] != 13):
+                st.close_with(R.LINE_TOO_LONG)
+                return None
+            return NEED_DATA
+        st.pos = nl + 1
+        if nl > pos and buf[nl - 1] == 13:  # CRLF
+            line = buf[pos : nl - 1]
+            bare = False
+        else:
+            line = buf[pos:nl]
+            bare = True
+        if len(line) > max_line:
             st.close_with(R.LINE_TOO_LONG)
             return None
-        return NEED_DATA
-    st.pos = nl + 1
-    if nl > pos and buf[nl - 1] == 13:  # CRLF
-        line = buf[pos : nl - 1]
-        bare = False
-    else:
-        line = buf[pos:nl]
-        bare = True
-    if len(line) > max_line:
-        st.close_with(R.LINE_TOO_LONG)
-        return None
-    if bare and not st.cfg.lenient_endings:
-        st.refuse_unrecognized(R.BARE_LF_COMMAND)
-        return None
-    if st.sasl is not None or st.xoauth2_failure is not None:
-        return auth.sasl_line(st, line)
-    return dispatch(st, line)
-
-
-def _read_data(st: SessionState) -> Any:
-    ev = body.read_data(st)
-    return NEED_DATA if ev is None else ev
-
-
-def _read_bdat(st: SessionState) -> Any:
-    ev = body.read_bdat(st)
-    if ev is not None:
-        return ev
-    return NEED_DATA if st.phase == BDAT else None
+        if bare and not st.cfg.lenient_endings:
+            st.refuse_unrecognized(R.BARE_LF_COMMAND)
+        elif st.sasl is not None or st.xoauth2_failure is not None:
+            ev = auth.sasl_line(st, line)
+            if ev is not None:
+                return ev
+        else:
+            ev = dispatch(st, line)
+            if ev is not None:
+                return ev
+        if st.phase != COMMAND:
+            return None
 
 
 def _paused(st: SessionState) -> Any:
@@ -214,8 +213,8 @@ def _closing(st: SessionState) -> Any:
 READERS: Final = (
     read_greeting,  # GREETING
     read_command,  # COMMAND
-    _read_data,  # DATA
-    _read_bdat,  # BDAT
+    body.read_data,  # DATA
+    body.read_bdat,  # BDAT
     _paused,  # WAIT
     _paused,  # TLS
     _closing,  # CLOSING

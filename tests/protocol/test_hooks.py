@@ -22,7 +22,7 @@ from tests.protocol.harness import FakeServer, codes
 def run(fn: Any) -> tuple[bool, list[tuple[Any, Failure | None]], list[tuple[Any, Failure | None]]]:
     now: list[tuple[Any, Failure | None]] = []
     later: list[tuple[Any, Failure | None]] = []
-    sync = call_hook(fn, (), lambda v, f: now.append((v, f)), lambda v, f: later.append((v, f)))
+    sync = call_hook(fn, (), lambda v, f: now.append((v, f)), lambda v, f: later.append((v, f))) is None
     return sync, now, later
 
 

@@ -88,7 +88,7 @@ def test_pipelined_replies_wait_for_a_pending_hook(handler_class: type[SlowDefer
     # The slow hook holds everything after it, and the client is not read.
     assert c.producer_state == "paused"
     assert ("rcpt", "fast@example.com") not in handler.calls
-    c.advance(3600)
+    c.advance(20)  # under hook_timeout and socket_timeout
     assert c.replies() == []
     handler.pending[0].callback(None)
     assert c.replies() == [
@@ -321,19 +321,38 @@ def test_idle_timeout() -> None:
     assert not c.connected
 
 
-def test_idle_timeout_suspended_while_a_hook_is_pending() -> None:
-    """While the application thinks, the client is not idle; it gets a full timeout after."""
+def test_idle_timeout_runs_while_a_hook_is_pending() -> None:
+    """
+    A hook that never answers cannot hold its connection for ever: without
+    a hook timeout, the idle timeout still ends the session (API.md: the
+    idle socket_timeout keeps running while a hook is pending).
+    """
     handler = SlowDeferred()
-    server = FakeServer(handler, socket_timeout=30)
+    server = FakeServer(handler, socket_timeout=30, hook_timeout=0)
     c = server.connect()
     c.lines("EHLO c")
     c.send(MAIL_RCPT_RCPT_DATA)
-    assert c.advance(600) == []
-    assert c.connected
+    assert c.advance(29) == []
+    assert c.advance(2) == ["421 4.4.2 Timeout - closing connection"]
+    c.advance(HALF_CLOSE_TIMEOUT + 1)
+    assert not c.connected
+    # The answer that comes too late goes nowhere.
+    handler.pending[0].callback(None)
+    assert c.replies() == []
+
+
+def test_client_gets_a_whole_idle_timeout_after_a_slow_hook() -> None:
+    """The idle clock restarts when a slow hook answers: the client waited for us."""
+    handler = SlowDeferred()
+    server = FakeServer(handler, socket_timeout=30, hook_timeout=0)
+    c = server.connect()
+    c.lines("EHLO c")
+    c.send(MAIL_RCPT_RCPT_DATA)
+    assert c.advance(25) == []
     handler.pending[0].callback(None)
     assert codes(c.replies()) == [250, 250, 354]
     assert c.advance(29) == []
-    assert c.advance(31) == ["421 4.4.2 Timeout - closing connection"]
+    assert c.advance(2) == ["421 4.4.2 Timeout - closing connection"]
 
 
 def test_idle_timeout_suspended_while_the_body_reader_lags() -> None:

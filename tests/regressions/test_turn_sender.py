@@ -181,7 +181,7 @@ def test_starttls_through_twisteds_tls_layer(tmp_path: Path) -> None:
         name="mail.example.test", disable_reverse_lookup=True, tls_context=creator
     )
     with serve(options=options) as server:
-        server.factory.tls_layer = lambda proto: None
+        server.factory._server.tls.layer = lambda proto: None
         with smtplib.SMTP(*server.address, timeout=10) as client:
             client.ehlo()
 
@@ -212,7 +212,7 @@ def test_the_sender_forgets_a_closed_connection() -> None:
                 assert _read_reply(client).startswith(b"250 ")
 
             def last() -> Any:
-                [sender] = server.factory._senders.values()
+                [sender] = server.factory._server._senders.values()
                 return sender._last
 
             assert call_in_reactor(last) is not None

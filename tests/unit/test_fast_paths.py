@@ -102,22 +102,25 @@ def test_slow_only_client_uses_the_general_parser() -> None:
     assert CoreClient().conn.cfg.commands[b"MAIL"].run is envelope.mail
 
 
+def never(st: object, arg: bytes) -> None:
+    raise AssertionError(f"the general parser was asked about {arg!r}")
+
+
 def test_fast_path_is_taken() -> None:
     """
     The common shapes are decided by the fast paths, without the general
-    parser: each fast path answers them itself (it returns the event, not
-    SLOW).  Calling the compiled functions directly makes this hold on
-    both builds.
+    parser (given here as one that fails the test).  Calling the compiled
+    functions directly makes this hold on both builds.
     """
     client = CoreClient()
     client.send(b"EHLO c\r\n")
     st = client.conn
-    ev = envelope.fast_mail(st, b"FROM:<a@example.com> SIZE=1000 BODY=8BITMIME")
+    ev = envelope.mail(st, b"FROM:<a@example.com> SIZE=1000 BODY=8BITMIME", never)
     assert isinstance(ev, MailFrom)
     st.mail_from_result(None)
     assert st.session.envelope.body_type == "8bitmime"
     assert st.session.envelope.mail_from.args == {"SIZE": "1000", "BODY": "8BITMIME"}
-    ev = envelope.fast_rcpt(st, b"TO:<b@example.com>")
+    ev = envelope.rcpt(st, b"TO:<b@example.com>", never)
     assert isinstance(ev, RcptTo)
     st.rcpt_to_result(None)
     assert [r.address for r in st.session.envelope.rcpt_to] == ["b@example.com"]
@@ -125,11 +128,18 @@ def test_fast_path_is_taken() -> None:
 
 @pytest.mark.parametrize(
     "arg",
-    [b'FROM:<"quoted"@example.com>', b"FROM:<a@example.com> RET=FULL", b"FROM:<a@[192.0.2.1]>"],
+    [
+        b'FROM:<"quoted"@example.com>',
+        b"FROM:<a@example.com> RET=FULL",
+        b"FROM:<a@[192.0.2.1]>",
+        b"FROM:<a@example.com> SIZE=1 SIZE=2",
+    ],
 )
 def test_fast_path_leaves_the_rest_to_the_parser(arg: bytes) -> None:
-    """Shapes outside the fast path's pattern are handed on untouched."""
+    """Shapes outside the fast path's pattern go to the general parser untouched."""
     client = CoreClient()
     client.send(b"EHLO c\r\n")
-    assert envelope.fast_mail(client.conn, arg) is envelope.SLOW
+    asked = []
+    envelope.mail(client.conn, arg, lambda st, a: asked.append(a))
+    assert asked == [arg]
     assert client.conn.data_to_send() == b""

@@ -233,7 +233,7 @@ def test_starttls_through_the_layer(pki: tuple[CA, Identity], engine: str) -> No
     """STARTTLS: 220 in clear, plaintext after it dropped, then EHLO inside TLS."""
     ca, identity = pki
     proto, transport, handler = connect(identity, engine)
-    assert type(proto.factory.tls_layer(proto)) is (
+    assert type(proto._server.tls.layer(proto)) is (
         StdlibLayer if engine == "stdlib" else OpenSSLLayer
     )
     assert take(transport).startswith(b"220 ")

@@ -1,5 +1,5 @@
 """
-When L{protocol._TurnSender} holds replies back for the end of the reactor
+When L{smtpsession._writer.TurnSender} holds replies back for the end of the reactor
 turn, and when it sends them at once (a single busy client).
 """
 
@@ -9,15 +9,17 @@ from typing import Any
 
 from twisted.internet.task import Clock
 
-from smtpsession.protocol import _TurnSender
+from smtpsession._writer import TurnSender as _TurnSender
 
 
 class FakeProtocol:
+    """Stands for a connection's ReplyWriter."""
+
     def __init__(self, name: str, sent: list[str]) -> None:
         self.name = name
         self.sent = sent
 
-    def _send_pending(self) -> None:
+    def flush(self) -> None:
         self.sent.append(self.name)
 
 
@@ -82,10 +84,10 @@ def test_one_failing_connection_does_not_keep_the_others_waiting() -> None:
         log = Logger()
         aborted = False
 
-        def _send_pending(self) -> None:
+        def flush(self) -> None:
             raise RuntimeError("broken socket")
 
-        def _abort(self) -> None:
+        def abort(self) -> None:
             self.aborted = True
 
     clock = Clock()

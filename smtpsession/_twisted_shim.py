@@ -1,0 +1,148 @@
+# -*- test-case-name: tests.unit.test_twisted_shim -*-
+"""
+Every use of Twisted's internals, in one place.
+
+Everything else in smtpsession uses Twisted's public APIs.  What is here
+buys speed that the public APIs cannot give, measured in
+docs/benchmarks.md; each function falls back to the public way when the
+internals it needs are not there, so a Twisted release that changes them
+makes smtpsession slower, never wrong.  C{tests/unit/test_twisted_shim.py}
+checks that the internals are still there and behave as assumed, and fails
+loudly when a release changes them, so that the loss is noticed.
+
+The internals:
+
+  - C{twisted.internet.tcp.Server}: C{socket}, C{dataBuffer} and
+    C{_tempDataBuffer} (the write queue), C{doWrite()}, C{bufferSize}
+    (the size of each C{recv}), C{connected} and C{disconnecting};
+  - C{twisted.protocols.tls.TLSMemoryBIOProtocol.write}, the unbuffered
+    write of the TLS layer (the public transport buffers small writes
+    for a reactor turn), and the C{protocol} attribute of the wrapper
+    C{startTLS} puts around the TCP transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "can_send_directly",
+    "send_directly",
+    "tls_writer",
+    "set_read_size",
+    "tls_wrapper_protocol",
+]
+
+
+def _tcp_server() -> type | None:
+    try:
+        from twisted.internet.tcp import Server
+    except ImportError:  # pragma: no cover - a platform without it
+        return None
+    return Server
+
+
+def can_send_directly(transport: Any) -> bool:
+    """
+    Whether L{send_directly} may bypass the write queue: only on Twisted's
+    own TCP server transport, whose queue it can see.
+    """
+    server = _tcp_server()
+    return (
+        server is not None
+        and type(transport) is server
+        and not getattr(transport, "TLS", False)
+        and hasattr(transport, "_tempDataBuffer")
+        and hasattr(transport, "dataBuffer")
+        and hasattr(transport, "socket")
+    )
+
+
+def send_directly(transport: Any, data: bytes) -> None:
+    """
+    Send C{data} straight to the socket when Twisted's write queue is
+    empty: C{transport.write} would only queue it for the next reactor
+    turn, which costs two epoll updates and a wakeup per reply.  Whatever
+    the socket does not take goes through C{transport.write} as usual, and
+    from then on every write does, until the queue is empty again.
+    Only for transports L{can_send_directly} accepted.
+    """
+    t = transport
+    if not t.dataBuffer and not t._tempDataBuffer:
+        if t.connected and not t.disconnecting:
+            # The socket itself, not writeSomeData: that wraps the data in
+            # a memoryview and the call in a retry loop, about 4.7k
+            # instructions per reply.  (Python retries EINTR itself.)
+            try:
+                sent = t.socket.send(data)
+            except OSError:
+                # Would block, or the connection failed: Twisted's own write
+                # meets the same and handles it.
+                sent = 0
+            if sent == len(data):
+                return
+            if sent:
+                data = data[sent:]
+    t.write(data)
+
+
+def tls_writer(transport: Any) -> Callable[[bytes], None] | None:
+    """
+    A cheaper way to write on a connection that Twisted's TLS layer
+    encrypts, or C{None} (not such a connection).
+
+    Twisted's TLS transport holds small writes back until the next reactor
+    turn so that it can merge them into one TLS record, and the encrypted
+    bytes then wait one more turn for the socket.  The protocol already
+    writes each batch of replies once, so neither wait buys anything here:
+    this writes through the unbuffered C{TLSMemoryBIOProtocol.write} and
+    hands the ciphertext to the socket at once.
+    """
+    try:
+        from twisted.protocols.tls import TLSMemoryBIOProtocol
+    except ImportError:  # pragma: no cover
+        return None
+    tls = (
+        transport
+        if isinstance(transport, TLSMemoryBIOProtocol)
+        else getattr(transport, "protocol", None)
+    )
+    if not isinstance(tls, TLSMemoryBIOProtocol):
+        return None
+    write = TLSMemoryBIOProtocol.write
+    # Below the TLS layer: the TCP transport itself (implicit TLS) or the
+    # wrapper STARTTLS puts around it.
+    below = getattr(tls, "transport", None)
+    tcp: Any = getattr(below, "_connection", below)
+    server = _tcp_server()
+    if server is None or type(tcp) is not server or not hasattr(tcp, "_tempDataBuffer"):
+        return lambda data: write(tls, data)
+
+    socket_transport: Any = tcp
+
+    def write_now(data: bytes) -> None:
+        write(tls, data)
+        t = socket_transport
+        if t._tempDataBuffer and t.connected and not t.disconnecting:
+            t.doWrite()
+
+    return write_now
+
+
+def set_read_size(transport: Any, size: int) -> None:
+    """
+    Read in bites of C{size} bytes from now on (Twisted's TCP transport
+    reads 64 KiB per C{recv}; a large body streams in with fewer calls in
+    bigger ones).  Only for transports L{can_send_directly} accepted.
+    """
+    if transport.bufferSize != size:
+        transport.bufferSize = size
+
+
+def tls_wrapper_protocol(transport: Any) -> Any:
+    """
+    The TLS layer Twisted's C{startTLS} put in front of us (to hand it
+    bytes that arrived before it existed), or C{None}.
+    """
+    return getattr(transport, "protocol", None)
