@@ -24,7 +24,7 @@ from smtpsession._core import machine, verdicts
 from smtpsession._core.settings import CoreConfig
 from smtpsession._hooks import HookTable
 from smtpsession._log import ConnectionLog
-from smtpsession._tls_session import ServerTLSConfig
+from smtpsession._tls_config import ServerTLSConfig
 from smtpsession._writer import TurnSender
 from smtpsession.options import SMTPServerOptions
 from smtpsession.pipeline import Pipeline

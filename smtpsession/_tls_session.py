@@ -1,8 +1,7 @@
 # -*- test-case-name: tests.protocol.test_tls_protocol,tests.unit.test_tls_layer -*-
 """
-TLS for the driver: L{ServerTLSConfig}, what a server's connections share
-(the context, how a connection gets TLS), and L{TLSSession}, one
-connection's handshake and records.
+L{TLSSession}: one connection's TLS handshake and records.  What a
+server's connections share (the context) is L{smtpsession._tls_config}.
 
 A connection gets TLS in one of three ways:
 
@@ -20,94 +19,50 @@ Either way the handshake has a deadline (C{tls_handshake_timeout}).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from twisted.internet.interfaces import IDelayedCall
 
-from smtpsession import tls
-from smtpsession._tls_layer import OpenSSLLayer, StdlibLayer, TLSFailure, new_connection
-from smtpsession.options import SMTPServerOptions
+from smtpsession._core.connection import ServerConnection
+from smtpsession._server import Server
+from smtpsession._tls_config import Layer
+from smtpsession._tls_layer import TLSFailure
+from smtpsession._writer import ReplyWriter
 from smtpsession.session import Session
 
-__all__ = ["ServerTLSConfig", "TLSSession", "TLSHost"]
-
-Layer = StdlibLayer | OpenSSLLayer
-
-
-class ServerTLSConfig:
-    """The TLS context of one server, and what it can do for a transport."""
-
-    log = Logger()
-
-    def __init__(self, options: SMTPServerOptions) -> None:
-        self.context = tls.build_context(options)
-        if options.secure and not options.secured and self.context is None:
-            self.log.warn(
-                "secure=True but no certificate is configured: connections on "
-                "plain TCP ports will be dropped (ssl: and tls: endpoints are fine)"
-            )
-
-    def available(self, transport: Any) -> bool:
-        """Whether STARTTLS can be offered on C{transport}."""
-        return self.context is not None and tls.can_start_tls(transport)
-
-    def implicit(self, transport: Any) -> bool:
-        """Whether C{transport} is TLS already (an C{ssl:}/C{tls:} endpoint)."""
-        return tls.is_implicit(transport)
-
-    def _creator(self) -> Any:
-        if self.context is None:
-            raise RuntimeError(
-                "TLS requested (secure=True) but no certificate is configured "
-                "(tls_cert, tls_sni_dir, sni_options or tls_context)"
-            )
-        return self.context
-
-    def layer(self, protocol: Any) -> Layer | None:
-        """
-        Our own TLS layer for C{protocol}, or C{None} if Twisted's
-        C{startTLS} must be used instead (a creator that gives no pyOpenSSL
-        connection).
-        """
-        creator = self._creator()
-        if isinstance(creator, tls.ServerTLS):
-            return creator.new_layer()
-        connection = new_connection(creator, protocol)
-        return None if connection is None else OpenSSLLayer(connection)
-
-    def start_twisted_tls(self, transport: Any) -> None:
-        transport.startTLS(self._creator())
-
-    def describe(self, handle: Any, session: Session) -> None:
-        """Fill in the session's TLS fields from the OpenSSL connection."""
-        creator = self.context
-        if isinstance(creator, tls.ServerTLS):
-            creator.describe(handle, session)
-        else:
-            tls.describe(handle, session)
-
-    def client_certificate_ok(self, handle: Any) -> bool:
-        creator = self.context
-        if isinstance(creator, tls.ServerTLS):
-            return creator.client_certificate_ok(handle)
-        return True
+__all__ = ["TLSSession", "TLSHost"]
 
 
 class TLSHost(Protocol):
     """What a L{TLSSession} asks of the protocol it serves."""
 
+    session: Session | None
+    transport: Any
+
+    @property
+    def conn(self) -> ServerConnection | None: ...
+
+    @property
+    def writer(self) -> ReplyWriter | None: ...
+
     def write_raw(self, data: bytes) -> None:
         """Send bytes as they are (ciphertext, or before TLS)."""
 
-    def handshakeCompleted(self) -> None:
-        """The handshake is done (C{IHandshakeListener})."""
+    def close(self) -> None:
+        """Send what is queued, then close."""
 
-    def tls_failed(self, reason: str) -> None:
-        """The handshake failed or a record was bad: log and close."""
+    def abort(self) -> None:
+        """Drop the connection now."""
 
-    def tls_timed_out(self) -> None:
-        """The handshake took longer than allowed: log and drop."""
+    def implicit_tls_done(self) -> None:
+        """Implicit TLS is up: the opening of the session goes on."""
+
+    def run_on_secure(self, then: Callable[[], None]) -> None:
+        """Call C{on_secure}, then C{then} if it agrees."""
+
+    def process(self) -> None:
+        """Parse what is buffered."""
 
 
 class TLSSession:
@@ -118,24 +73,45 @@ class TLSSession:
     layer is the transport).
     """
 
-    __slots__ = ("kind", "handshaking", "layer", "_timer", "_host")
+    __slots__ = ("kind", "handshaking", "layer", "_timer", "_host", "_server")
 
-    def __init__(
-        self, host: TLSHost, kind: str, clock: IReactorTime, timeout: float, layer: Layer | None
-    ) -> None:
+    def __init__(self, host: TLSHost, server: Server, kind: str, layer: Layer | None) -> None:
         self._host = host
+        self._server = server
         self.kind = kind
         self.handshaking = True
         self.layer = layer
-        self._timer: IDelayedCall | None = clock.callLater(timeout, self._timed_out)
+        self._timer: IDelayedCall | None = server.clock.callLater(
+            server.options.tls_handshake_timeout, self._timed_out
+        )
+
+    @classmethod
+    def start(cls, host: TLSHost, server: Server, kind: str) -> TLSSession | None:
+        """
+        Start TLS on a plain connection: our own layer, or Twisted's when the
+        context needs it.  C{None} (and the connection dropped) if TLS
+        cannot start.
+        """
+        try:
+            layer = server.tls.layer(host)
+            session = cls(host, server, kind, layer)
+            if layer is None:
+                # Twisted's TLS layer becomes our transport; what is still
+                # pending (the 220) must go out in clear before it.
+                writer = host.writer
+                assert writer is not None
+                writer.twisted_tls_started()
+                server.tls.start_twisted_tls(host.transport)
+        except Exception:
+            server.log_lines.tls_start_failed(host.session)  # type: ignore[arg-type]
+            host.abort()
+            return None
+        return session
 
     def _timed_out(self) -> None:
         self._timer = None
-        self._host.tls_timed_out()
-
-    def handshake_done(self) -> None:
-        self.handshaking = False
-        self.stop_timer()
+        self._server.log_lines.tls_timed_out(self._host.session)  # type: ignore[arg-type]
+        self._host.abort()
 
     def stop_timer(self) -> None:
         timer = self._timer
@@ -143,10 +119,44 @@ class TLSSession:
         if timer is not None and timer.active():
             timer.cancel()
 
-    @property
-    def handle(self) -> Any:
-        """Our layer's OpenSSL object (for L{ServerTLSConfig.describe})."""
-        return self.layer.handle if self.layer is not None else None
+    def completed(self) -> None:
+        """
+        The handshake is done: describe it on the session, check the
+        client's certificate, then go on — to the rest of the opening
+        (implicit TLS), or, after STARTTLS, forget what was said in the
+        clear (RFC 3207 §4.2) before C{on_secure} sees the session.
+        """
+        host = self._host
+        if not self.handshaking:
+            return  # a renegotiation (refused by our context)
+        self.handshaking = False
+        self.stop_timer()
+        session = host.session
+        conn = host.conn
+        assert session is not None and conn is not None
+        session.secure = True
+        layer = self.layer
+        if layer is not None:
+            handle: Any = layer.handle
+        else:
+            writer = host.writer
+            assert writer is not None
+            writer.twisted_tls_established(host.transport)
+            try:
+                handle = host.transport.getHandle()
+            except Exception:
+                handle = None
+        tls = self._server.tls
+        tls.describe(handle, session)
+        conn.secure_changed()
+        if not tls.client_certificate_ok(handle):
+            host.abort()
+            return
+        if self.kind == "implicit":
+            host.implicit_tls_done()
+            return
+        conn.tls_established()
+        host.run_on_secure(host.process)
 
     def receive(self, data: bytes) -> tuple[bytes, bool]:
         """
@@ -167,7 +177,7 @@ class TLSSession:
         if out:
             self._host.write_raw(out)
         if handshaking and layer.established:
-            self._host.handshakeCompleted()
+            self.completed()
         return data, layer.peer_closed
 
     def send(self, data: bytes) -> None:
@@ -183,13 +193,20 @@ class TLSSession:
             self._host.write_raw(data)
 
     def fail(self, reason: str) -> None:
-        """Send OpenSSL's alert (the layer sends nothing after it), then close."""
+        """
+        A failed handshake or a broken record: log it, send OpenSSL's alert
+        (the layer sends nothing after it), then close.
+        """
+        host = self._host
+        self._server.log_lines.tls_failed(host.session, reason, handshake=self.handshaking)  # type: ignore[arg-type]
+        self.handshaking = False  # logged here, not again when the socket closes
+        self.stop_timer()
         layer = self.layer
         if layer is not None:
             out = layer.output()
             if out:
-                self._host.write_raw(out)
-        self._host.tls_failed(reason)
+                host.write_raw(out)
+        host.close()
 
     def close(self) -> None:
         """We are closing: send close_notify, unless TLS already failed."""
@@ -198,3 +215,11 @@ class TLSSession:
             notify = layer.close()
             if notify:
                 self._host.write_raw(notify)
+
+    def lost(self, reason: str) -> None:
+        """The connection is gone; a handshake that never finished is logged."""
+        self.stop_timer()
+        session = self._host.session
+        if self.handshaking and session is not None:
+            # One line per failed handshake (what OpenSSL said, never data).
+            self._server.log_lines.tls_failed(session, reason, handshake=True)

@@ -1,24 +1,36 @@
 # -*- test-case-name: tests.protocol.test_protocol,tests.protocol.test_deadlines -*-
 """
-The driver's small state holders for what is in flight: L{HookCall}, a
-hook whose answer is due (and its deadline), and L{Transaction}, a message
-body on its way to C{on_data}.
+What the driver has in flight: L{HookCall}, a hook whose answer is due
+(and its deadline), and L{Transaction}, a message body on its way to
+C{on_data} and C{on_data}'s answer on its way back to the core.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
+from twisted.internet.defer import CancelledError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
-from smtpsession._hooks import Pending
-from smtpsession.stream import MessageStream
+from smtpsession._core.connection import ServerConnection
+from smtpsession._core.events import DataEnd
+from smtpsession._hooks import Pending, call_hook
+from smtpsession._server import Server
+from smtpsession._twisted_shim import set_read_size
+from smtpsession.errors import HookTimeout, SMTPError
+from smtpsession.session import Session
+from smtpsession.stream import MessageStream, StreamAborted
 
-__all__ = ["HookCall", "Transaction"]
+__all__ = ["HookCall", "Transaction", "TransactionHost"]
 
 Continuation = Callable[[Any, Failure | None], None]
+
+#: Twisted's TCP read size, and the one used while a large body streams in
+#: (small reads must stay small: every recv() allocates its full size).
+READ_SIZE = 65536
+BODY_READ_SIZE = 262144
 
 
 class HookCall:
@@ -69,17 +81,61 @@ class HookCall:
         self.late(None, Failure(error))
 
 
+class TransactionHost(Protocol):
+    """What a L{Transaction} asks of the protocol it serves."""
+
+    session: Session | None
+    transport: Any
+
+    @property
+    def conn(self) -> ServerConnection | None: ...
+
+    @property
+    def gone(self) -> bool: ...
+
+    def pause_stream(self) -> None: ...
+
+    def resume_stream(self) -> None: ...
+
+    def hold(self, hook: HookCall) -> None: ...
+
+    def release(self) -> None: ...
+
+    def process(self) -> None: ...
+
+    def transaction_over(self, tx: Transaction) -> None: ...
+
+    def outcome(self, failure: Failure | None, hook: str) -> BaseException | None: ...
+
+
 class Transaction:
     """
-    One message body, from DATA (or the first BDAT) to the final reply:
-    the stream C{on_data} reads, C{on_data}'s answer once it has one, and
-    whether the body has ended and the answer is now awaited.
+    One message body, from DATA (or the first BDAT) to the final reply.
+
+    C{on_data} is called when the body begins, with the stream the body's
+    chunks are fed into as they arrive; its answer may come before the
+    body ends (the rest is then drained) or after (the protocol holds the
+    session meanwhile, under C{hook_timeout}).  Either way the core gets
+    the answer only once the body has ended.
     """
 
-    __slots__ = ("stream", "outcome", "waiting", "pending", "started", "big_reads")
+    __slots__ = (
+        "_host",
+        "_server",
+        "stream",
+        "outcome",
+        "waiting",
+        "pending",
+        "started",
+        "big_reads",
+        "over",
+        "_hook",
+    )
 
-    def __init__(self, stream: MessageStream, started: float) -> None:
-        self.stream = stream
+    def __init__(self, host: TransactionHost, server: Server) -> None:
+        self._host = host
+        self._server = server
+        self.stream = MessageStream(server.options.size, host.pause_stream, host.resume_stream)
         #: C{on_data}'s (value, failure), once it answered.
         self.outcome: tuple[Any, Failure | None] | None = None
         #: The body has ended and the answer is awaited.
@@ -87,6 +143,100 @@ class Transaction:
         #: C{on_data}'s pending result (to cancel on timeout).
         self.pending: Pending | None = None
         #: When the body began (for the transaction log's duration).
-        self.started = started
+        self.started = server.clock.seconds() if server.log_lines.transactions else 0.0
         #: The socket is read in bigger bites while this body streams in.
         self.big_reads = False
+        #: Answered or aborted: whatever comes later goes nowhere.
+        self.over = False
+        self._hook: HookCall | None = None
+
+    def start(self) -> None:
+        """The body begins: call C{on_data} (or drain, if nobody reads it)."""
+        fn = self._server.pipeline.on_data
+        if fn is None:
+            self.stream.drain()
+            self.outcome = (None, None)
+            return
+        self.pending = call_hook(fn, (self.stream, self._host.session), self._answered)
+
+    def read_in_big_bites(self) -> None:
+        """A large body streams in: fewer, bigger reads until it ends."""
+        if not self.big_reads:
+            self.big_reads = True
+            set_read_size(self._host.transport, BODY_READ_SIZE)
+
+    def _normal_reads(self) -> None:
+        if self.big_reads:
+            self.big_reads = False
+            if not self._host.gone:
+                set_read_size(self._host.transport, READ_SIZE)
+
+    def ended(self, ev: DataEnd) -> None:
+        """The body is complete (or refused by the core, C{ev.rejected})."""
+        self._normal_reads()
+        if ev.rejected is None:
+            self.stream.end()
+        if self.outcome is not None:
+            self._answer()
+            return
+        # on_data's answer is due from now on, under hook_timeout.
+        self.waiting = True
+        self._hook = HookCall(self.pending, "on_data", self._timed_out)
+        self._host.hold(self._hook)
+
+    def _timed_out(self, value: Any, failure: Failure | None) -> None:
+        self._hook = None
+        self._answered(None, failure)
+
+    def _answered(self, value: Any, failure: Failure | None) -> None:
+        host = self._host
+        hook = self._hook
+        if self.over or host.gone or (hook is not None and hook.timing_out):
+            # Ended meanwhile (RSET, QUIT, lost, timed out): nobody to tell.
+            if failure is not None and not failure.check(
+                SMTPError, StreamAborted, HookTimeout, CancelledError
+            ):
+                host.outcome(failure, "on_data")
+            return
+        self.pending = None
+        self.outcome = (value, failure)
+        if not self.waiting:
+            # Answered before the body ended: drain the rest.
+            self.stream.drain()
+            return
+        self.waiting = False
+        self._hook = None
+        host.release()
+        try:
+            self._answer()
+        finally:
+            host.process()
+
+    def _answer(self) -> None:
+        """Hand C{on_data}'s answer to the core, and log the transaction."""
+        host = self._host
+        conn = host.conn
+        session = host.session
+        assert conn is not None and session is not None and self.outcome is not None
+        self.over = True
+        host.transaction_over(self)
+        value, failure = self.outcome
+        envelope = session.envelope
+        codes, wrong = conn.data_outcome(value, host.outcome(failure, "on_data"))
+        log = self._server.log_lines
+        if wrong is not None:
+            log.wrong_lmtp_results(session, wrong, len(envelope.rcpt_to))
+        if log.transactions:
+            log.transaction(session, envelope, self.stream.byte_length, codes, self.started)
+
+    def abort(self, reason: str) -> None:
+        """The body will not complete (RSET, QUIT, lost, timeout, shutdown)."""
+        if self.over:
+            return
+        self.over = True
+        self._normal_reads()
+        if self.waiting:
+            self.waiting = False
+            self._hook = None
+            self._host.release()
+        self.stream.fail(StreamAborted(reason))

@@ -25,15 +25,15 @@ cancelled and answered with L{HookTimeout}.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import CancelledError
 from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from smtpsession import _opening
+from smtpsession import _asking, _opening
 from smtpsession._core.connection import ServerConnection
 from smtpsession._core.events import (
     CLOSED,
@@ -51,12 +51,9 @@ from smtpsession._core.events import (
 from smtpsession._hooks import call_hook
 from smtpsession._server import Server
 from smtpsession._tls_session import TLSSession
-from smtpsession._transaction import HookCall, Transaction
-from smtpsession._twisted_shim import set_read_size
+from smtpsession._transaction import READ_SIZE, HookCall, Transaction
 from smtpsession._writer import ReplyWriter
-from smtpsession.errors import AuthUnavailable, HookTimeout, SMTPError
 from smtpsession.session import Session, new_session_id
-from smtpsession.stream import MessageStream, StreamAborted
 
 __all__ = ["SMTPServerProtocol", "new_session_id", "normalise_address", "HALF_CLOSE_TIMEOUT"]
 
@@ -70,11 +67,6 @@ _WRITE = 4
 #: After we decide to close, how long a client that does not read its last
 #: reply may keep the socket (smtp-server: min(socket timeout, 5 s)).
 HALF_CLOSE_TIMEOUT = 5.0
-
-#: Twisted's TCP read size, and the one used while a large body streams in
-#: (small reads must stay small: every recv() allocates its full size).
-_READ_SIZE = 65536
-_BODY_READ_SIZE = 262144
 
 
 @implementer(IHandshakeListener, IPushProducer)
@@ -168,14 +160,11 @@ class SMTPServerProtocol(Protocol):
         if opening is not None and opening.proxy is not None:
             opening.proxy_received(data)
             return
-        if len(data) >= _READ_SIZE:
+        if len(data) >= READ_SIZE:
             tx = self._tx
             writer = self._writer
-            if tx is not None and not tx.big_reads and writer is not None and writer.direct:
-                # A large body is streaming in: read it in bigger bites
-                # (fewer calls per byte); _end_body_reads puts the default back.
-                tx.big_reads = True
-                set_read_size(self.transport, _BODY_READ_SIZE)
+            if tx is not None and writer is not None and writer.direct:
+                tx.read_in_big_bites()
         tls = self._tls
         if tls is not None and tls.layer is not None:
             data, peer_closed = tls.receive(data)
@@ -183,13 +172,13 @@ class SMTPServerProtocol(Protocol):
                 # close_notify: the client is done; answer in kind and hang up.
                 if data and not self._lost:
                     conn.receive_data(data)
-                    self._process()
-                self._close()
+                    self.process()
+                self.close()
                 return
             if not data:
                 return
         conn.receive_data(data)
-        self._process()
+        self.process()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         if self._lost:
@@ -200,16 +189,13 @@ class SMTPServerProtocol(Protocol):
         if call is not None and call.active():
             call.cancel()
         tls = self._tls
-        if tls is not None:
-            tls.stop_timer()
         if self._refused:
             return
+        if tls is not None:
+            tls.lost(reason.getErrorMessage())
         server = self._server
         session = self.session
         opening = self._opening
-        if tls is not None and tls.handshaking and session is not None:
-            # One line per failed handshake (what OpenSSL said, never data).
-            server.log_lines.tls_failed(session, reason.getErrorMessage(), handshake=True)
         server.forget(self)
         if self._writer is not None:
             self._writer.lost()
@@ -218,9 +204,9 @@ class SMTPServerProtocol(Protocol):
             opening.stop()
         conn = self._conn
         if conn is not None:
-            aborted = conn.connection_lost()
-            if aborted is not None or self._tx is not None:
-                self._abort_transaction("connection lost")
+            conn.connection_lost()
+        if self._tx is not None:
+            self._tx.abort("connection lost")
         if session is not None and (opening is None or opening.connect_called):
             # on_close pairs with on_connect: a connection that never got that
             # far (bad PROXY header, failed TLS handshake) has no session to end.
@@ -258,12 +244,13 @@ class SMTPServerProtocol(Protocol):
         if not self._paused and not self._lost and not self._closing and self.transport is not None:
             self.transport.resumeProducing()  # type: ignore[attr-defined]
             if process and self._hook is None:
-                self._process()
+                self.process()
 
-    def _pause_stream(self) -> None:
+    def pause_stream(self) -> None:
+        """The body's reader lags: stop reading from the client."""
         self._pause(_STREAM)
 
-    def _resume_stream(self) -> None:
+    def resume_stream(self) -> None:
         self._resume(_STREAM)
 
     # ------------------------------------------------------------------
@@ -290,9 +277,10 @@ class SMTPServerProtocol(Protocol):
         self._opening = None
         self._greeted = True
         self._server.log_lines.connected(self.session)  # type: ignore[arg-type]
-        self._process()
+        self.process()
 
-    def _process(self) -> None:
+    def process(self) -> None:
+        """Parse what is buffered as far as the core can go; send the replies."""
         if self._processing:
             self._again = True
             return
@@ -313,20 +301,17 @@ class SMTPServerProtocol(Protocol):
                     if ev is NEED_DATA or ev is PAUSED:
                         break
                     if ev is CLOSED:
-                        self._close()
+                        self.close()
                         break
                     self._dispatch[type(ev)](self, ev)  # type: ignore[operator]
                 if not self._again or self._hook is not None:
                     break
         finally:
             self._processing = False
-        self._flush()
+        self.flush()
 
     def flush(self) -> None:
         """Send what the core queued; close if it decided so."""
-        self._flush()
-
-    def _flush(self) -> None:
         conn = self._conn
         if conn is None:
             return
@@ -338,20 +323,19 @@ class SMTPServerProtocol(Protocol):
             else:
                 self._writer.write(data)  # type: ignore[union-attr]
         if conn.closed and not self._closing:
-            self._close()
+            self.close()
 
-    def _write(self, data: bytes) -> None:
-        tls = self._tls
-        if tls is not None and tls.layer is not None:
-            tls.send(data)
-        else:
-            self._writer.write(data)  # type: ignore[union-attr]
+    @property
+    def writer(self) -> ReplyWriter | None:
+        """The way out (C{TLSHost})."""
+        return self._writer
 
     def write_raw(self, data: bytes) -> None:
         """C{TLSHost}: bytes as they are (our TLS layer's ciphertext)."""
         self._writer.write(data)  # type: ignore[union-attr]
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Send the last replies, close_notify on TLS, then close."""
         if self._closing or self._lost:
             return
         self._closing = True
@@ -359,7 +343,11 @@ class SMTPServerProtocol(Protocol):
         if conn is not None:
             data = conn.data_to_send()
             if data:
-                self._write(data)
+                tls = self._tls
+                if tls is not None and tls.layer is not None:
+                    tls.send(data)
+                else:
+                    self._writer.write(data)  # type: ignore[union-attr]
         if self._tls is not None:
             self._tls.close()
         if self._writer is not None:
@@ -384,34 +372,16 @@ class SMTPServerProtocol(Protocol):
     # Hooks: call the pipeline, hand the outcome to the core
     # ------------------------------------------------------------------
 
-    def call(self, fn: Any, args: tuple[Any, ...], name: str, cont: Any) -> None:
-        """
-        Call a hook's chain; continue parsing at once or when its answer
-        comes (or C{hook_timeout} gives up on it: C{cont} then gets a
-        L{HookTimeout} failure).  Reading stops while it is pending.
-        """
+    @property
+    def server(self) -> Server:
+        return self._server
 
-        def later(value: Any, failure: Failure | None) -> None:
-            hook = self._hook
-            if hook is None or hook.late is not later or hook.timing_out:
-                return  # the connection went, or a timeout answers instead
-            self._hook = None
-            hook.stop_timer()
-            if self._lost or self._conn is None or self._conn.closed:
-                return
-            # The client now waits for us no more: its idle time starts.
-            self._last_activity = self._server.clock.seconds()
-            try:
-                cont(value, failure)
-            finally:
-                self._resume(_HOOK, process=False)
-                self._process()
+    @property
+    def pending_hook(self) -> HookCall | None:
+        """The hook whose answer is due, if any (C{AskingHost})."""
+        return self._hook
 
-        pending = call_hook(fn, args, cont, later)
-        if pending is not None:
-            self._hold(HookCall(pending, name, later))
-
-    def _hold(self, hook: HookCall) -> None:
+    def hold(self, hook: HookCall) -> None:
         """A hook's answer is due: stop reading, start its deadline."""
         self._hook = hook
         server = self._server
@@ -419,11 +389,7 @@ class SMTPServerProtocol(Protocol):
         self._pause(_HOOK)
 
     def _hook_timed_out(self) -> None:
-        hook = self._hook
-        if hook is None:
-            return
-        self._server.log_lines.hook_timed_out(self.session, hook.name, hook.seconds)
-        hook.time_out(HookTimeout(f"{hook.name} did not answer within {hook.seconds:g} s"))
+        _asking.timed_out(self)
 
     def _drop_hook(self) -> None:
         """Forget the pending hook (answered, or its connection is going)."""
@@ -432,140 +398,49 @@ class SMTPServerProtocol(Protocol):
         if hook is not None:
             hook.stop_timer()
 
-    def outcome(self, failure: Failure | None, hook: str) -> BaseException | None:
-        """The exception a hook failed with, for the core; logged if unexpected."""
-        if failure is None:
-            return None
-        if not failure.check(SMTPError, AuthUnavailable, StreamAborted, HookTimeout):
-            self._server.log_lines.hook_failed(self.session, hook, failure)
-        return failure.value
-
-    def _on_mail_from(self, ev: MailFrom) -> None:
-        self.call(self._server.pipeline.on_mail_from, (ev.address, self.session), "on_mail_from", self._mail_done)
-
-    def _mail_done(self, value: Any, failure: Failure | None) -> None:
-        self._conn.mail_from_result(self.outcome(failure, "on_mail_from"), value)  # type: ignore[union-attr]
-
-    def _on_rcpt_to(self, ev: RcptTo) -> None:
-        self.call(self._server.pipeline.on_rcpt_to, (ev.address, self.session), "on_rcpt_to", self._rcpt_done)
-
-    def _rcpt_done(self, value: Any, failure: Failure | None) -> None:
-        self._conn.rcpt_to_result(self.outcome(failure, "on_rcpt_to"), value)  # type: ignore[union-attr]
-
-    def _on_auth(self, ev: Auth) -> None:
-        self.call(self._server.pipeline.on_auth, (ev.request, self.session), "on_auth", self._auth_done)
-
-    def _auth_done(self, value: Any, failure: Failure | None) -> None:
-        ok = self._conn.auth_result(value, self.outcome(failure, "on_auth"))  # type: ignore[union-attr]
-        self._server.log_lines.authenticated(self.session, ok)  # type: ignore[arg-type]
-
-    # ------------------------------------------------------------------
-    # The message body and on_data
-    # ------------------------------------------------------------------
-
-    def _on_data_start(self, ev: DataStart) -> None:
-        server = self._server
-        stream = MessageStream(server.options.size, self._pause_stream, self._resume_stream)
-        started = server.clock.seconds() if server.log_lines.transactions else 0.0
-        tx = self._tx = Transaction(stream, started)
-        fn = server.pipeline.on_data
-        if fn is None:
-            stream.drain()
-            tx.outcome = (None, None)
-            return
-
-        def done(value: Any, failure: Failure | None) -> None:
-            self._data_done(tx, value, failure)
-
-        tx.pending = call_hook(fn, (stream, self.session), done)
-
-    def _data_done(self, tx: Transaction, value: Any, failure: Failure | None) -> None:
-        hook = self._hook
-        if tx is not self._tx or self._lost or (hook is not None and hook.timing_out):
-            # Ended meanwhile (RSET, QUIT, lost, timed out): nobody to tell.
-            if failure is not None and not failure.check(
-                SMTPError, StreamAborted, HookTimeout, CancelledError
-            ):
-                self.outcome(failure, "on_data")
-            return
-        tx.pending = None
-        tx.outcome = (value, failure)
-        if not tx.waiting:
-            # Answered before the body ended: drain the rest.
-            tx.stream.drain()
-            return
-        tx.waiting = False
+    def release(self) -> None:
+        """A held hook answered: the client's idle time starts; read again."""
         self._drop_hook()
         self._last_activity = self._server.clock.seconds()
         self._resume(_HOOK, process=False)
-        try:
-            self._answer_data()
-        finally:
-            self._process()
+
+    def outcome(self, failure: Failure | None, hook: str) -> BaseException | None:
+        """The exception a hook failed with, for the core (C{TransactionHost})."""
+        return _asking.outcome(self, failure, hook)
+
+    # ------------------------------------------------------------------
+    # The message body and on_data (see smtpsession._transaction)
+    # ------------------------------------------------------------------
+
+    def _on_data_start(self, ev: DataStart) -> None:
+        tx = self._tx = Transaction(self, self._server)
+        tx.start()
 
     def _on_body_rejected(self, ev: BodyRejected) -> None:
         if self._tx is not None:
             self._tx.stream.fail(ev.error)
 
     def _on_data_end(self, ev: DataEnd) -> None:
-        tx = self._tx
-        assert tx is not None
-        if tx.big_reads:
-            tx.big_reads = False
-            set_read_size(self.transport, _READ_SIZE)
-        if ev.rejected is None:
-            tx.stream.end()
-        if tx.outcome is not None:
-            self._answer_data()
-            return
-        # The body is in; on_data's answer is due from now on.
-        tx.waiting = True
-
-        def timed_out(value: Any, failure: Failure | None) -> None:
-            self._data_done(tx, None, failure)
-
-        self._hold(HookCall(tx.pending, "on_data", timed_out))
-
-    def _answer_data(self) -> None:
-        conn = self._conn
-        tx = self._tx
-        assert conn is not None and tx is not None and tx.outcome is not None
-        self._tx = None
-        value, failure = tx.outcome
-        session = self.session
-        assert session is not None
-        envelope = session.envelope
-        codes, wrong = conn.data_outcome(value, self.outcome(failure, "on_data"))
-        log = self._server.log_lines
-        if wrong is not None:
-            log.wrong_lmtp_results(session, wrong, len(envelope.rcpt_to))
-        if log.transactions:
-            log.transaction(session, envelope, tx.stream.byte_length, codes, tx.started)
+        assert self._tx is not None
+        self._tx.ended(ev)
 
     def _on_data_aborted(self, ev: DataAborted) -> None:
-        self._abort_transaction(ev.reason)
+        if self._tx is not None:
+            self._tx.abort(ev.reason)
 
-    def _abort_transaction(self, reason: str) -> None:
-        tx = self._tx
-        self._tx = None
-        if tx is None:
-            return
-        if tx.big_reads and not self._lost:
-            set_read_size(self.transport, _READ_SIZE)
-        if tx.waiting:
-            tx.waiting = False
-            self._drop_hook()
-            self._resume(_HOOK)
-        tx.stream.fail(StreamAborted(reason))
+    def transaction_over(self, tx: Transaction) -> None:
+        """C{TransactionHost}: the body's final answer went to the core."""
+        if self._tx is tx:
+            self._tx = None
 
     def _on_starttls(self, ev: StartTLS) -> None:
-        self._flush()
+        self.flush()
         self.start_tls("starttls")
 
     _dispatch = {
-        MailFrom: _on_mail_from,
-        RcptTo: _on_rcpt_to,
-        Auth: _on_auth,
+        MailFrom: _asking.mail_from,
+        RcptTo: _asking.rcpt_to,
+        Auth: _asking.auth,
         DataStart: _on_data_start,
         BodyRejected: _on_body_rejected,
         DataEnd: _on_data_end,
@@ -579,87 +454,25 @@ class SMTPServerProtocol(Protocol):
 
     def expect_handshake(self, kind: str) -> None:
         """The transport is TLS already: wait for its handshake."""
-        server = self._server
-        self._tls = TLSSession(self, kind, server.clock, server.options.tls_handshake_timeout, None)
+        self._tls = TLSSession(self, self._server, kind, None)
 
     def start_tls(self, kind: str) -> None:
-        """Start TLS: our own layer, or Twisted's when the context needs it."""
-        server = self._server
-        try:
-            layer = server.tls.layer(self)
-            self._tls = TLSSession(
-                self, kind, server.clock, server.options.tls_handshake_timeout, layer
-            )
-            if layer is None:
-                # Twisted's TLS layer becomes our transport; what is still
-                # pending (the 220) must go out in clear before it.
-                self._writer.twisted_tls_started()  # type: ignore[union-attr]
-                server.tls.start_twisted_tls(self.transport)
-        except Exception:
-            server.log_lines.tls_start_failed(self.session)  # type: ignore[arg-type]
-            self.abort()
-
-    def tls_failed(self, reason: str) -> None:
-        """C{TLSHost}: a failed handshake or a broken record: log, close."""
-        tls = self._tls
-        assert tls is not None and self.session is not None
-        self._server.log_lines.tls_failed(self.session, reason, handshake=tls.handshaking)
-        tls.handshake_done()  # logged here, not again when the socket closes
-        self._close()
-
-    def tls_timed_out(self) -> None:
-        """C{TLSHost}: the handshake took too long."""
-        self._server.log_lines.tls_timed_out(self.session)  # type: ignore[arg-type]
-        self.abort()
+        """Start TLS on this plain connection (STARTTLS, or C{secure})."""
+        self._tls = TLSSession.start(self, self._server, kind)
 
     def handshakeCompleted(self) -> None:
         """IHandshakeListener: the TLS handshake is done."""
-        tls = self._tls
-        if tls is None or not tls.handshaking or self._lost:
-            return  # renegotiation (refused by our context) or too late
-        tls.handshake_done()
-        session = self.session
-        conn = self._conn
-        assert session is not None and conn is not None
-        session.secure = True
-        handle = tls.handle
-        if tls.layer is None:
-            self._writer.twisted_tls_established(self.transport)  # type: ignore[union-attr]
-            try:
-                handle = self.transport.getHandle()  # type: ignore[union-attr]
-            except Exception:
-                handle = None
-        server = self._server
-        server.tls.describe(handle, session)
-        conn.secure_changed()
-        if not server.tls.client_certificate_ok(handle):
-            self.abort()
-            return
-        if tls.kind == "implicit":
-            self._opening.tls_done()  # type: ignore[union-attr]
-            return
-        # RFC 3207 §4.2: forget what was said in the clear before on_secure
-        # sees the session.
-        conn.tls_established()
-        self.run_on_secure(self._process)
+        if self._tls is not None and not self._lost:
+            self._tls.completed()
 
-    def run_on_secure(self, then: Any) -> None:
-        """Call C{on_secure}; C{then()} if it agrees, else its refusal and close."""
-        fn = self._server.pipeline.on_secure
-        if fn is None:
-            then()
-            return
+    def implicit_tls_done(self) -> None:
+        """C{TLSHost}: implicit TLS is up, the opening goes on."""
+        assert self._opening is not None
+        self._opening.tls_done()
 
-        def secured(value: Any, failure: Failure | None) -> None:
-            conn = self._conn
-            if self._lost or conn is None or conn.closed:
-                return
-            if not conn.secure_result(self.outcome(failure, "on_secure")):
-                self._flush()
-                return
-            then()
-
-        self.call(fn, (self.session,), "on_secure", secured)
+    def run_on_secure(self, then: Callable[[], None]) -> None:
+        """C{TLSHost}: call C{on_secure}, then C{then()} if it agrees."""
+        _asking.on_secure(self, then)
 
     # ------------------------------------------------------------------
     # Timers and shutdown
@@ -686,9 +499,9 @@ class SMTPServerProtocol(Protocol):
             return
         self._drop_hook()
         if self._tx is not None:
-            self._abort_transaction("timeout")
+            self._tx.abort("timeout")
         conn.timeout()
-        self._flush()
+        self.flush()
 
     def begin_shutdown(self) -> None:
         """The server is stopping: let the core tell the client."""
@@ -700,7 +513,7 @@ class SMTPServerProtocol(Protocol):
             self.abort()
             return
         conn.begin_shutdown()
-        self._flush()
+        self.flush()
 
     def force_close(self) -> None:
         """The shutdown grace period is over."""
@@ -709,9 +522,9 @@ class SMTPServerProtocol(Protocol):
             return
         self._drop_hook()
         if self._tx is not None:
-            self._abort_transaction("server shutting down")
+            self._tx.abort("server shutting down")
         if not self._greeted:
             self.abort()
             return
         conn.force_close()
-        self._flush()
+        self.flush()
