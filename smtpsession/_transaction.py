@@ -222,7 +222,8 @@ class Transaction:
         host.transaction_over(self)
         value, failure = self.outcome
         envelope = session.envelope
-        codes, wrong = conn.data_outcome(value, host.outcome(failure, "on_data"))
+        error = None if failure is None else host.outcome(failure, "on_data")
+        codes, wrong = conn.data_outcome(value, error)
         log = self._server.log_lines
         if wrong is not None:
             log.wrong_lmtp_results(session, wrong, len(envelope.rcpt_to))

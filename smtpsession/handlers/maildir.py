@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from twisted.logger import Logger
 
+from smtpsession._core import app_replies
 from smtpsession.errors import SMTPError
 from smtpsession.handler import Handler
 from smtpsession.handlers._trace import (
@@ -38,9 +39,6 @@ from smtpsession.handlers._trace import (
 
 __all__ = ["MaildirHandler", "as_bool"]
 
-_TOO_BIG = (552, "Error: message exceeds fixed maximum message size", "5.3.4")
-_NO_SPACE = SMTPError(452, "Insufficient system storage", "4.3.1")
-_LOCAL_ERROR = SMTPError(451, "Requested action aborted: local error in processing", "4.3.0")
 _SUBDIRS = ("tmp", "new", "cur")
 
 
@@ -159,7 +157,7 @@ class MaildirHandler(Handler):
                 if not stream.size_exceeded:
                     f.write(chunk)
             if stream.size_exceeded:
-                raise SMTPError(*_TOO_BIG)
+                raise app_replies.message_too_big()
             f.flush()
             folders = self._folders(envelope) if self.per_recipient else [self.path]
             outcome = await self._in_thread(self._commit, f, tmp_path, name, folders, lmtp)
@@ -283,8 +281,8 @@ class MaildirHandler(Handler):
             error=f"{type(e).__name__}: {e}",
         )
         if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-            return _NO_SPACE
-        return _LOCAL_ERROR
+            return app_replies.storage_full()
+        return app_replies.storage_failed()
 
 
 def _private(path: str, flags: int) -> int:

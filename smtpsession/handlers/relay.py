@@ -27,7 +27,6 @@ message, at the price of a possible duplicate for those that did.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +38,7 @@ from twisted.mail import smtp as twisted_smtp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from smtpsession._core import app_replies
 from smtpsession.errors import SMTPError
 from smtpsession.handler import Handler
 from smtpsession.handlers._trace import default_hostname, received_header
@@ -46,9 +46,6 @@ from smtpsession.handlers.maildir import as_bool
 
 __all__ = ["RelayHandler", "UpstreamError"]
 
-_UNAVAILABLE = (451, "Upstream server unavailable, try again later", "4.4.1")
-_LOST = (451, "Connection to the upstream server lost, try again later", "4.4.2")
-_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")
 _STARTTLS_MODES = ("opportunistic", "require", "never")
 
 
@@ -65,30 +62,6 @@ def _xtext(value: str) -> str:
         else:
             out.append(f"+{byte:02X}")
     return "".join(out)
-
-
-def _reply_error(code: int, text: bytes) -> SMTPError:
-    """An upstream refusal as the error the client gets."""
-    message = text.decode("utf-8", "replace")
-    enhanced = None
-    lines = message.split("\n") if message else [""]
-    m = _ENHANCED.match(lines[0])
-    if m is not None and m.group(1) == str(code)[0]:
-        enhanced = f"{m.group(1)}.{m.group(2)}.{m.group(3)}"
-        lines = [_ENHANCED.sub("", line, count=1) for line in lines]
-    if code == 421:
-        # The upstream is closing; that is no reason to close on our client.
-        code, enhanced = 451, "4.4.2"
-    if not (400 <= code <= 599):
-        return SMTPError(451, f"Unexpected upstream reply {code}", "4.4.0")
-    text_out = "\n".join(lines).strip() or f"Upstream server said {code}"
-    return SMTPError(code, text_out, enhanced)
-
-
-def _reply_text(text: bytes) -> str:
-    """A success reply's text, without its enhanced code."""
-    first = text.decode("utf-8", "replace").split("\n")[0]
-    return _ENHANCED.sub("", first, count=1).strip() or "OK"
 
 
 @implementer(IConsumer, IPushProducer)
@@ -407,7 +380,7 @@ class RelayHandler(Handler):
         line = self._mail_line(address, session, client)
         code, text = await self._ask(client, line, session)
         if not 200 <= code < 300:
-            raise _reply_error(code, text)
+            raise app_replies.upstream_refusal(code, text)
         state.in_transaction = True
         state.accepted = []
 
@@ -416,7 +389,7 @@ class RelayHandler(Handler):
         state = self._sessions.get(session.id)
         client = state.client if state is not None else None
         if state is None or client is None or not client.connected_ or not state.in_transaction:
-            raise SMTPError(*_LOST)
+            raise app_replies.upstream_lost()
         line = f"RCPT TO:<{address.address}>"
         if b"DSN" in client.extensions and address.dsn is not None:
             if address.dsn.notify:
@@ -425,7 +398,7 @@ class RelayHandler(Handler):
                 line += " ORCPT=" + _xtext(address.dsn.orcpt)
         code, text = await self._ask(client, line.encode("utf-8"), session)
         if not 200 <= code < 300:
-            raise _reply_error(code, text)
+            raise app_replies.upstream_refusal(code, text)
         state.accepted.append(address.address.lower())
 
     async def on_data(self, stream: Any, session: Any) -> Any:
@@ -434,12 +407,12 @@ class RelayHandler(Handler):
         state = self._sessions.get(session.id)
         client = state.client if state is not None else None
         if state is None or client is None or not client.connected_ or not state.accepted:
-            raise SMTPError(*_LOST)
+            raise app_replies.upstream_lost()
         accepted = list(state.accepted)
         code, text = await self._ask(client, b"DATA", session)
         if code != 354:
             state.in_transaction = False
-            raise _reply_error(code, text)
+            raise app_replies.upstream_refusal(code, text)
         pipe = _BodyPipe(client.transport, client.body_written)
         client.pipe = pipe
         try:
@@ -455,7 +428,7 @@ class RelayHandler(Handler):
             client.pipe = None
         if pipe.lost:
             self._drop(state)
-            raise SMTPError(*_LOST)
+            raise app_replies.upstream_lost()
         transport: Any = client.transport
         transport.write(pipe.terminator())
         count = len(accepted) if client.lmtp else 1
@@ -464,7 +437,7 @@ class RelayHandler(Handler):
         except UpstreamError as e:
             self._log_upstream(session, e)
             self._drop(state)
-            raise SMTPError(*_LOST) from None
+            raise app_replies.upstream_lost() from None
         state.in_transaction = False
         state.accepted = []
         return self._answers(replies, accepted, envelope, session, client.lmtp)
@@ -547,11 +520,11 @@ class RelayHandler(Handler):
             self._log_upstream(session, e)
             if client.transport is not None:
                 client.transport.abortConnection()  # type: ignore[attr-defined]
-            raise SMTPError(*_UNAVAILABLE) from None
+            raise app_replies.upstream_unavailable() from None
         if session.id not in self._sessions:
             # The client left while we were connecting.
             client.quit()
-            raise SMTPError(*_UNAVAILABLE)
+            raise app_replies.upstream_unavailable()
         state.client = client
         return client
 
@@ -560,7 +533,7 @@ class RelayHandler(Handler):
             [(code, text)] = await client.command(line)
         except UpstreamError as e:
             self._log_upstream(session, e)
-            raise SMTPError(*_LOST) from None
+            raise app_replies.upstream_lost() from None
         return code, text
 
     def _drop(self, state: _Upstream) -> None:
@@ -585,16 +558,16 @@ class RelayHandler(Handler):
             line += f" SIZE={size}"
         body = str(args.get("BODY", "")).upper()
         if body == "BINARYMIME":
-            raise SMTPError(554, "BINARYMIME messages cannot be relayed", "5.6.1")
+            raise app_replies.cannot_relay_binarymime()
         if body == "8BITMIME" and b"8BITMIME" in ext:
             line += " BODY=8BITMIME"
         if "SMTPUTF8" in args:
             if b"SMTPUTF8" not in ext:
-                raise SMTPError(553, "Upstream server does not support SMTPUTF8", "5.6.7")
+                raise app_replies.upstream_lacks_smtputf8()
             line += " SMTPUTF8"
         if "REQUIRETLS" in args:
             if b"REQUIRETLS" not in ext or not client.secure:
-                raise SMTPError(550, "REQUIRETLS cannot be honoured upstream", "5.7.30")
+                raise app_replies.upstream_lacks_requiretls()
             line += " REQUIRETLS"
         if b"DSN" in ext:
             ret = args.get("RET")
@@ -615,13 +588,13 @@ class RelayHandler(Handler):
     ) -> Any:
         def answer(code: int, text: bytes) -> Any:
             if 200 <= code < 300:
-                return _reply_text(text)
-            return _reply_error(code, text)
+                return app_replies.upstream_success_text(text)
+            return app_replies.upstream_refusal(code, text)
 
         if not session.transmission_type.startswith("LMTP"):
-            errors = [_reply_error(c, t) for c, t in replies if not 200 <= c < 300]
+            errors = [app_replies.upstream_refusal(c, t) for c, t in replies if not 200 <= c < 300]
             if not errors:
-                return _reply_text(replies[0][1])
+                return app_replies.upstream_success_text(replies[0][1])
             temporary = [e for e in errors if e.code is not None and e.code < 500]
             raise (temporary or errors)[0]
         if not upstream_lmtp:
@@ -629,7 +602,7 @@ class RelayHandler(Handler):
         by_address: dict[str, tuple[int, bytes]] = {}
         for address, reply in zip(accepted, replies, strict=False):
             by_address.setdefault(address, reply)
-        lost = (451, b"4.4.2 No answer from the upstream server")
+        lost = app_replies.UPSTREAM_NO_ANSWER
         return [answer(*by_address.get(a.address.lower(), lost)) for a in envelope.rcpt_to]
 
     def _log_upstream(self, session: Any, error: BaseException) -> None:

@@ -204,3 +204,30 @@ class TestStartTLS:
         assert "STARTTLS" not in " ".join(out[:-1])
         assert out[-1] == "503 5.5.1 Error: TLS already active"
         assert transport.tls_started == [CONTEXT]
+
+    def test_on_secure_sees_nothing_learnt_in_the_clear(self) -> None:
+        """
+        RFC 3207 §4.2: after STARTTLS the session forgets what it learnt
+        before TLS (the greeting, the user), and on_secure already sees it
+        forgotten.  (It used to see the cleartext login until after it had
+        answered.)
+        """
+
+        class Seer(Recorder):
+            def on_auth(self, auth: Any, session: Any) -> Any:
+                return auth.username
+
+            def on_secure(self, session: Any) -> Any:
+                self.calls.append(
+                    ("secure", (session.user, session.opening_command, session.host_name_appears_as))
+                )
+
+        handler = Seer()
+        proto, transport, _ = self.start(handler, allow_insecure_auth=True)
+        proto.dataReceived(b"AUTH PLAIN AHVzZXIAcGFzcw==\r\n")
+        assert replies(transport) == ["235 2.7.0 Authentication successful"]
+        assert proto.session is not None and proto.session.user == "user"
+        proto.dataReceived(b"STARTTLS\r\n")
+        proto.handshakeCompleted()
+        assert ("secure", (None, None, None)) in handler.calls
+        assert proto.session.transmission_type == "SMTPS"

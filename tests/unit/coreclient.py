@@ -29,38 +29,12 @@ from smtpsession._core.events import (
 from smtpsession.errors import SMTPError
 from smtpsession.options import SMTPServerOptions
 from smtpsession.session import Address, Session
+from smtpsession.testing.memory import codes, split_replies
 
 __all__ = ["CoreClient", "codes", "split_replies"]
 
 Verdict = SMTPError | None
 DataVerdict = Sequence[SMTPError | str | None]
-
-
-def split_replies(data: bytes) -> list[str]:
-    """
-    Group reply lines into whole replies (a multi-line reply becomes one
-    string with ``\\n`` between its lines).  Every line must be a well-formed
-    reply line: three digits, then a space or a hyphen.
-    """
-    out: list[str] = []
-    current: list[str] = []
-    text = data.decode("utf-8")
-    assert text == "" or text.endswith("\r\n"), f"reply not CRLF-terminated: {text!r}"
-    for line in text.split("\r\n")[:-1]:
-        assert "\r" not in line and "\n" not in line, line
-        assert len(line) >= 3 and line[:3].isdigit(), f"malformed reply line {line!r}"
-        assert line[3:4] in ("", " ", "-"), f"malformed reply line {line!r}"
-        current.append(line)
-        if line[3:4] != "-":
-            out.append("\n".join(current))
-            current = []
-    assert not current, f"unterminated multi-line reply {current!r}"
-    return out
-
-
-def codes(replies: list[str]) -> list[int]:
-    """The reply code of each reply."""
-    return [int(r[:3]) for r in replies]
 
 
 class CoreClient:

@@ -1,0 +1,126 @@
+"""
+The Twisted internals smtpsession relies on (smtpsession._twisted_shim)
+are still there and behave as assumed.  When a Twisted release changes
+them, these tests fail loudly: smtpsession would then fall back to the
+public (slower) ways, and the benchmark figures would no longer hold.
+"""
+
+from __future__ import annotations
+
+import ast
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet import tcp
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
+
+from smtpsession import _twisted_shim as shim
+
+PACKAGE = Path(__file__).resolve().parents[2] / "smtpsession"
+
+
+class TestTCPServerInternals:
+    """What send_directly and set_read_size read and write on tcp.Server."""
+
+    def test_write_queue_attributes(self) -> None:
+        server = tcp.Server.__new__(tcp.Server)
+        # Connection.__init__ sets these; their names are what we read.
+        tcp.Connection.__init__(server, socket.socket(), None, reactor=None)  # type: ignore[arg-type]
+        try:
+            assert server.dataBuffer == b""
+            assert server._tempDataBuffer == []
+            assert hasattr(server, "socket")
+            assert callable(server.doWrite)
+            assert isinstance(tcp.Server.bufferSize, int)
+        finally:
+            server.socket.close()
+
+    def test_can_send_directly_only_on_plain_tcp(self) -> None:
+        server = tcp.Server.__new__(tcp.Server)
+        tcp.Connection.__init__(server, socket.socket(), None, reactor=None)  # type: ignore[arg-type]
+        try:
+            assert shim.can_send_directly(server)
+            server.TLS = True
+            assert not shim.can_send_directly(server)
+        finally:
+            server.socket.close()
+        assert not shim.can_send_directly(object())
+
+
+class FakeTCP:
+    """A tcp.Server as send_directly sees it, over a real socket pair."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.socket = sock
+        self.dataBuffer = b""
+        self._tempDataBuffer: list[bytes] = []
+        self.connected = True
+        self.disconnecting = False
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def test_send_directly_uses_the_socket_when_the_queue_is_empty() -> None:
+    a, b = socket.socketpair()
+    try:
+        t = FakeTCP(a)
+        shim.send_directly(t, b"250 OK\r\n")
+        assert b.recv(100) == b"250 OK\r\n"
+        assert t.written == []
+        # Something queued: the reply must not overtake it.
+        t._tempDataBuffer.append(b"earlier")
+        shim.send_directly(t, b"250 later\r\n")
+        assert t.written == [b"250 later\r\n"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_tls_writer_uses_the_unbuffered_write() -> None:
+    """
+    TLSMemoryBIOProtocol.write is the unbuffered write; the TLS transport
+    Twisted hands out (BufferingTLSTransport) aggregates small writes for a
+    reactor turn, which is what tls_writer goes around.
+    """
+    assert "write" in vars(TLSMemoryBIOProtocol)
+    assert issubclass(BufferingTLSTransport, TLSMemoryBIOProtocol)
+    assert "_aggregator" in BufferingTLSTransport.__annotations__
+    assert shim.tls_writer(object()) is None
+
+
+def test_set_read_size_sets_the_recv_size() -> None:
+    class T:
+        bufferSize = 65536
+
+    t: Any = T()
+    shim.set_read_size(t, 262144)
+    assert t.bufferSize == 262144
+
+
+def test_no_other_module_touches_twisted_internals() -> None:
+    """
+    Outside the shim, no module reads a private attribute of a Twisted
+    object or imports a private Twisted module.
+    """
+    private_attrs = {"_tempDataBuffer", "dataBuffer", "doWrite", "bufferSize", "_connection"}
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "_twisted_shim.py":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in private_attrs:
+                offenders.append(f"{path.name}:{node.lineno} .{node.attr}")
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("twisted"):
+                if any(part.startswith("_") for part in node.module.split(".")):
+                    offenders.append(f"{path.name}:{node.lineno} from {node.module}")
+    assert offenders == []
+
+
+@pytest.mark.parametrize("name", shim.__all__)
+def test_the_shim_says_what_it_touches(name: str) -> None:
+    assert getattr(shim, name).__doc__
