@@ -312,6 +312,38 @@ def test_reject_recipients() -> None:
         assert c.rcpt("victim@elsewhere.org") == (554, b"5.7.1 Relay access denied")
 
 
+def test_filters() -> None:
+    """The cookbook's filters, in front of a recording handler."""
+    from smtpsession.testing import RecordingHandler
+    from smtpsession.testing.memory import MemoryServer
+
+    recipe = load_example("filters")
+    timing = recipe.Timing()
+    handler = RecordingHandler()
+    server = MemoryServer(
+        handler,
+        filters=[
+            timing,
+            recipe.Aliases({"Info@example.com": "alice@example.com"}),
+            recipe.NoBounceToMany(),
+            recipe.Stamp("mx.example"),
+        ],
+    )
+    client = server.connect()
+    client.ehlo()
+    replies = client.send_message("a@example.org", ["info@example.com"], message("alias"))
+    assert [r[:3] for r in replies] == ["250", "250", "354", "250"]
+    [received] = handler.messages
+    assert received.rcpt_to == ["alice@example.com"]
+    assert received.data.startswith(b"X-Checked-By: mx.example\r\nFrom: alice@example.org")
+    assert len(timing.accepted) == 1 and timing.refused == 0
+    assert client.lines("MAIL FROM:<>", "RCPT TO:<a@example.com>", "RCPT TO:<b@example.com>") == [
+        "250 2.1.0 Accepted",
+        "250 2.1.5 Accepted",
+        "550 5.7.1 Bounces go to one recipient",
+    ]
+
+
 CHECKER = (
     "import sys\n"
     "data = sys.stdin.buffer.read()\n"
