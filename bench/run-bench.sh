@@ -5,7 +5,8 @@
 #
 # usage: bench/run-bench.sh [REPS]        (default 3; about 35 minutes on 2 cores)
 # env:   IDLE (idle connections, default 10000), PEER_LIST (default: all), QUICK=1 (a tenth
-#        of the messages: a smoke test), PEERS (where peers are installed, default bench/.peers)
+#        of the messages: a smoke test), PEERS (where peers are installed, default bench/.peers),
+#        BEFORE=<commit> (also measure that commit's two builds, for a before/after comparison)
 set -e
 cd "$(dirname "$0")"
 reps=${1:-3}
@@ -16,16 +17,27 @@ export IDLE=${IDLE:-10000}
 # smtpsession from this checkout, in a venv of its own, reinstalled on every run: the pure
 # Python build (SMTPSESSION_MYPYC=0, what installs without a C compiler), and the build with
 # the core compiled by mypyc (SMTPSESSION_MYPYC=1, the default where there is a compiler).
-for variant in smtpsession smtpsession-mypyc; do
-  [ -x "$PEERS/$variant/bin/python" ] || python3 -m venv "$PEERS/$variant"
-  "$PEERS/$variant/bin/pip" install -q ..
-  mypyc=0; [ "$variant" = smtpsession-mypyc ] && mypyc=1
-  SMTPSESSION_MYPYC=$mypyc "$PEERS/$variant/bin/pip" install -q --force-reinstall --no-deps ..
-done
+install_variant() {  # VARIANT SOURCE_DIR
+  [ -x "$PEERS/$1/bin/python" ] || python3 -m venv "$PEERS/$1"
+  "$PEERS/$1/bin/pip" install -q "$2"
+  mypyc=0; case $1 in *-mypyc) mypyc=1 ;; esac
+  SMTPSESSION_MYPYC=$mypyc "$PEERS/$1/bin/pip" install -q --force-reinstall --no-deps "$2"
+}
+for variant in smtpsession smtpsession-mypyc; do install_variant "$variant" ..; done
+# BEFORE=<commit>: the same two builds of an earlier commit, measured in the same run (a
+# before/after comparison of a change).
+before_peers=""
+if [ -n "$BEFORE" ]; then
+  before_src=$(mktemp -d)
+  git -C .. archive "$BEFORE" | tar -x -C "$before_src"
+  for variant in smtpsession-before smtpsession-before-mypyc; do install_variant "$variant" "$before_src"; done
+  rm -rf "$before_src"
+  before_peers="smtpsession-before smtpsession-before-mypyc "
+fi
 stamp=$(date -u +%Y-%m-%d-%H%M)
 export RESULTS=results/$stamp
 mkdir -p "$RESULTS"
-peers=${PEER_LIST:-smtpsession smtpsession-mypyc smtp-sink go-smtp node-smtp-server twisted.mail aiosmtpd}
+peers=${PEER_LIST:-${before_peers}smtpsession smtpsession-mypyc smtp-sink go-smtp node-smtp-server twisted.mail aiosmtpd}
 for r in $(seq "$reps"); do
   for peer in $peers; do
     echo "rep $r: $peer (smtp)" >&2
@@ -48,7 +60,7 @@ sed -i "s#$peers_abs/#.peers/#g" "$RESULTS"/*.jsonl
 {
   echo "# Benchmark run $stamp"
   echo
-  echo "Command: \`bench/run-bench.sh $reps\` (IDLE=$IDLE${QUICK:+, QUICK}); machine: $(nproc) cores,"
+  echo "Command: \`bench/run-bench.sh $reps\` (IDLE=$IDLE${QUICK:+, QUICK}${BEFORE:+, BEFORE=$BEFORE}); machine: $(nproc) cores,"
   echo "$(uname -sr), $(python3 --version 2>&1), node $(node --version 2>/dev/null)."
   echo
   echo "## SMTP"

@@ -25,7 +25,7 @@ from smtpsession.errors import AuthUnavailable, HookTimeout, SMTPError
 from smtpsession.session import Session
 from smtpsession.stream import StreamAborted
 
-__all__ = ["AskingHost", "ask", "outcome", "mail_from", "rcpt_to", "auth", "on_secure"]
+__all__ = ["AskingHost", "ask", "outcome", "mail_from", "rcpt_to", "auth", "on_secure", "closed"]
 
 Continuation = Callable[[Any, Failure | None], None]
 
@@ -141,3 +141,19 @@ def on_secure(host: AskingHost, then: Callable[[], None]) -> None:
         then()
 
     ask(host, fn, (host.session,), "on_secure", secured)
+
+
+def closed(host: AskingHost) -> None:
+    """The connection is gone: C{on_close} (its answer goes nowhere), the log line."""
+    session = host.session
+    assert session is not None
+    server = host.server
+    fn = server.pipeline.on_close
+    if fn is not None:
+
+        def done(value: Any, failure: Failure | None) -> None:
+            if failure is not None:
+                server.log_lines.hook_failed(session, "on_close", failure)
+
+        call_hook(fn, (session,), done)
+    server.log_lines.closed(session)

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from sys import intern
 from typing import Any, Protocol
 
+from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
+from smtpsession._core import verdicts
 from smtpsession._core.addresses import canonical_ip
 from smtpsession._core.connection import ServerConnection
 from smtpsession._core.proxy import ProxyError, ProxyHeaderParser
@@ -87,13 +89,15 @@ class OpeningHost(Protocol):
 
     def greeted(self) -> None: ...
 
+    def counted_under(self, key: str | None) -> None: ...
+
     def outcome(self, failure: Failure | None, hook: str) -> BaseException | None: ...
 
 
 class Opening:
     """One session's way to its greeting."""
 
-    __slots__ = ("_proto", "_server", "proxy", "connect_called", "_hook")
+    __slots__ = ("_proto", "_server", "proxy", "connect_called", "_hook", "_pregreet")
 
     def __init__(self, proto: OpeningHost, server: Server) -> None:
         self._proto = proto
@@ -103,6 +107,7 @@ class Opening:
         #: on_connect was called (so on_close will be).
         self.connect_called = False
         self._hook: HookCall | None = None
+        self._pregreet: IDelayedCall | None = None
 
     def start(self) -> None:
         options = self._server.options
@@ -176,9 +181,22 @@ class Opening:
             proto.dataReceived(early)
 
     def tls_done(self) -> None:
-        """No TLS, or implicit TLS is up: look the client up, then on_connect."""
+        """
+        No TLS, or implicit TLS is up: count the client against its
+        address's limit, look it up, then on_connect.
+        """
         server = self._server
         options = server.options
+        proto = self._proto
+        session = proto.session
+        conn = proto.conn
+        assert session is not None and conn is not None
+        admitted, key = server.admit_address(session.remote_address)
+        if not admitted:
+            conn.refuse_connection(verdicts.TOO_MANY_FROM_ADDRESS)
+            proto.flush()
+            return
+        proto.counted_under(key)
         if options.disable_reverse_lookup:
             self._run_on_connect()
             return
@@ -249,9 +267,21 @@ class Opening:
             self._greet()
 
     def _greet(self) -> None:
+        """
+        The greeting, at once or after C{pregreet_delay}: a client that
+        talks meanwhile is refused by the core (554 5.5.1), as a bot.
+        """
+        delay = self._server.options.pregreet_delay
+        if delay and self._pregreet is None:
+            self._pregreet = self._server.clock.callLater(delay, self._greet_now)
+            return
+        self._greet_now()
+
+    def _greet_now(self) -> None:
         proto = self._proto
         conn = proto.conn
-        assert conn is not None
+        if proto.gone or conn is None or conn.closed:
+            return
         conn.greet()
         proto.greeted()
 
@@ -261,3 +291,7 @@ class Opening:
         self._hook = None
         if hook is not None:
             hook.stop_timer()
+        pregreet = self._pregreet
+        self._pregreet = None
+        if pregreet is not None and pregreet.active():
+            pregreet.cancel()

@@ -26,7 +26,8 @@ from smtpsession._hooks import HookTable
 from smtpsession._log import ConnectionLog
 from smtpsession._tls_config import ServerTLSConfig
 from smtpsession._writer import TurnSender
-from smtpsession.options import SMTPServerOptions
+from smtpsession.limits import builtin_filters
+from smtpsession.options import SMTPServerOptions, is_trusted
 from smtpsession.pipeline import Pipeline
 
 __all__ = ["Server", "Connection"]
@@ -67,10 +68,14 @@ class Server:
         hooks = HookTable(handler)
         authenticator, options = _authenticator(hooks, options, self.log)
         self.options = options
-        self.pipeline = Pipeline(hooks, filters, authenticator)
+        self.pipeline = Pipeline(
+            hooks, [*builtin_filters(options, reactor), *filters], authenticator
+        )
         self.auth_enabled = authenticator is not None and "AUTH" not in options.disabled_commands
         self.log_lines = ConnectionLog(reactor, options.transaction_log, options.ignored_hosts)
         self.connections: set[Connection] = set()
+        #: Connections per client address, for max_connections_per_ip.
+        self._per_address: dict[str, int] = {}
         self._core_configs: dict[bool, CoreConfig] = {}
         self._senders: dict[Any, TurnSender] = {}
         self._tick = min(1.0, options.socket_timeout / 4)
@@ -108,8 +113,30 @@ class Server:
             self._sweep = self.clock.callLater(self._tick, self._sweep_idle)
         return None
 
-    def forget(self, connection: Connection) -> None:
-        """A connection is gone."""
+    def admit_address(self, address: str) -> tuple[bool, str | None]:
+        """
+        Count a connection from C{address} (its final one: after PROXY).
+        Returns whether it may go on, and the key it was counted under (to
+        give to L{forget}; C{None} when not counted: exempt networks, no
+        limit).  Called before anything costly (DNS, hooks) is spent on the
+        connection.
+        """
+        options = self.options
+        limit = options.max_connections_per_ip
+        if not limit or is_trusted(options.limits_exempt, address):
+            return True, None
+        count = self._per_address.get(address, 0)
+        if count >= limit:
+            return False, None
+        self._per_address[address] = count + 1
+        return True, address
+
+    def forget(self, connection: Connection, address: str | None = None) -> None:
+        """A connection is gone (it was counted under C{address}, if given)."""
+        if address is not None:
+            count = self._per_address.pop(address, 0) - 1
+            if count > 0:
+                self._per_address[address] = count
         self.connections.discard(connection)
         if self._closing and not self.connections:
             self._finish_close()

@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from smtpsession._core.connection import ServerConnection
-from smtpsession._core.events import DataEnd
+from smtpsession._core.events import BodyRejected, DataAborted, DataEnd, DataStart
 from smtpsession._hooks import Pending, call_hook
 from smtpsession._server import Server
 from smtpsession._twisted_shim import set_read_size
@@ -23,7 +23,15 @@ from smtpsession.errors import HookTimeout, SMTPError
 from smtpsession.session import Session
 from smtpsession.stream import MessageStream, StreamAborted
 
-__all__ = ["HookCall", "Transaction", "TransactionHost"]
+__all__ = [
+    "HookCall",
+    "Transaction",
+    "TransactionHost",
+    "data_start",
+    "body_rejected",
+    "data_end",
+    "data_aborted",
+]
 
 Continuation = Callable[[Any, Failure | None], None]
 
@@ -103,6 +111,14 @@ class TransactionHost(Protocol):
 
     def process(self) -> None: ...
 
+    @property
+    def server(self) -> Server: ...
+
+    @property
+    def transaction(self) -> Transaction | None: ...
+
+    def transaction_began(self, tx: Transaction) -> None: ...
+
     def transaction_over(self, tx: Transaction) -> None: ...
 
     def outcome(self, failure: Failure | None, hook: str) -> BaseException | None: ...
@@ -142,8 +158,8 @@ class Transaction:
         self.waiting = False
         #: C{on_data}'s pending result (to cancel on timeout).
         self.pending: Pending | None = None
-        #: When the body began (for the transaction log's duration).
-        self.started = server.clock.seconds() if server.log_lines.transactions else 0.0
+        #: When the body began (data_timeout, the transaction log's duration).
+        self.started = server.clock.seconds()
         #: The socket is read in bigger bites while this body streams in.
         self.big_reads = False
         #: Answered or aborted: whatever comes later goes nowhere.
@@ -241,3 +257,30 @@ class Transaction:
             self._hook = None
             self._host.release()
         self.stream.fail(StreamAborted(reason))
+
+
+# -- the core's body events (the protocol's dispatch table points here) ------------------
+
+
+def data_start(host: TransactionHost, ev: DataStart) -> None:
+    tx = Transaction(host, host.server)
+    host.transaction_began(tx)
+    tx.start()
+
+
+def body_rejected(host: TransactionHost, ev: BodyRejected) -> None:
+    tx = host.transaction
+    if tx is not None:
+        tx.stream.fail(ev.error)
+
+
+def data_end(host: TransactionHost, ev: DataEnd) -> None:
+    tx = host.transaction
+    assert tx is not None
+    tx.ended(ev)
+
+
+def data_aborted(host: TransactionHost, ev: DataAborted) -> None:
+    tx = host.transaction
+    if tx is not None:
+        tx.abort(ev.reason)

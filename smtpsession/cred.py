@@ -55,7 +55,7 @@ from typing import Any
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernameHashedPassword, IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredSemaphore, fail, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -172,6 +172,8 @@ def _avatar(avatar_id: Any) -> Any:
 def _refused(failure: Failure) -> Any:
     if failure.check(UnauthorizedLogin, UnhandledCredentials):
         return None
+    if failure.check(AuthUnavailable):
+        return failure  # already a temporary failure, said why
     # The checker could not answer (its database is down, say): logged
     # here with its traceback, and a temporary failure for the client.
     log.failure("The credentials checker failed", failure)
@@ -330,10 +332,23 @@ def _dummy_for(users: dict[bytes, _Hash]) -> _Hash:
     return _Hash(lambda password: b"", os.urandom(32))
 
 
+#: Password hashes computed at once: each scrypt takes 16 MiB and tens of
+#: milliseconds, so a flood of guesses must not run them all together.
+HASHES_AT_ONCE = 2
+#: Guesses waiting for a turn; beyond this, AUTH fails temporarily (454)
+#: at once, and memory and CPU stay bounded whatever the flood.
+HASHES_WAITING = 32
+
+
 @implementer(ICredentialsChecker)
 class PasswordFileChecker:
     """
     A C{twisted.cred} checker for a file of C{user:$scheme$...} lines.
+
+    Hashes are computed off the reactor thread, L{HASHES_AT_ONCE} at a
+    time, with at most L{HASHES_WAITING} guesses queued: an AUTH flood
+    turns into quick C{454} replies, not into memory or CPU exhaustion,
+    and real logins keep their turn.
 
     @param path: the password file.
     @param reactor: the reactor whose thread pool runs the hash function
@@ -350,6 +365,7 @@ class PasswordFileChecker:
         self._stamp = self._stat()
         self._users = _read_file(path)
         self._dummy = _dummy_for(self._users)
+        self._turns = DeferredSemaphore(HASHES_AT_ONCE)
 
     def _stat(self) -> tuple[int, int]:
         st = os.stat(self.path)
@@ -384,7 +400,10 @@ class PasswordFileChecker:
             reactor = global_reactor
         from twisted.internet.threads import deferToThreadPool
 
-        d = deferToThreadPool(reactor, reactor.getThreadPool(), check)
+        turns = self._turns
+        if len(turns.waiting) >= HASHES_WAITING:
+            return fail(AuthUnavailable("too many password checks waiting"))
+        d = turns.run(deferToThreadPool, reactor, reactor.getThreadPool(), check)
 
         def result(ok: bool) -> bytes | tuple[()]:
             if not ok:

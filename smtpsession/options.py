@@ -220,12 +220,17 @@ class SMTPServerOptions:
         (), "disable-command", "Commands to refuse as unknown (repeatable)."
     )
     size: int = _opt(
-        0, "size", "Largest message in bytes, advertised with SIZE (0: no limit)."
+        10 * 1024 * 1024,
+        "size",
+        "Largest message in bytes, advertised with SIZE (0: no limit).  The "
+        "default, 10 MiB, is Postfix's.",
     )
     reject_oversized: bool = _opt(
-        False,
-        "reject-oversized",
-        "Answer 552 to messages larger than size even if the handler took them.",
+        True,
+        "no-reject-oversized",
+        "Answer 552 to messages larger than size whatever the handler says (and "
+        "refuse a BDAT chunk that would go over it, closing the session); on by "
+        "default, the flag lets the handler decide (stream.size_exceeded).",
     )
     max_recipients: int = _opt(
         1000,
@@ -252,6 +257,18 @@ class SMTPServerOptions:
         "close-timeout",
         "Seconds open transactions may take to finish on shutdown.",
     )
+    session_timeout: float = _opt(
+        1800.0,
+        "session-timeout",
+        "Seconds a session may last in all, whatever the client sends (0: no "
+        "limit); then 421 and close.  Bounds clients that trickle bytes.",
+    )
+    data_timeout: float = _opt(
+        600.0,
+        "data-timeout",
+        "Seconds a message body may take to arrive, from DATA (or the first "
+        "BDAT) to its end (0: no limit); then 421 and close.",
+    )
     hook_timeout: float = _opt(
         30.0,
         "hook-timeout",
@@ -270,6 +287,45 @@ class SMTPServerOptions:
         "lenient-line-endings",
         "Accept bare CR or LF in commands and message bodies "
         "(rejected by default: SMTP smuggling).",
+    )
+
+    # --- per-client limits ---------------------------------------------------
+    max_connections_per_ip: int = _opt(
+        50,
+        "max-connections-per-ip",
+        "Concurrent connections from one client address (the proxied address "
+        "behind PROXY); one more gets 421 4.7.0 (0: no limit).  Postfix's "
+        "default; limits-exempt networks are not counted.",
+    )
+    limits_exempt: Sequence[str] = _opt(
+        ("127.0.0.0/8", "::1"),
+        "limits-exempt",
+        "Networks (CIDR,...) not subject to max-connections-per-ip: local "
+        "clients (a local MTA, health checks, load generators).",
+    )
+    max_auth_failures: int = _opt(
+        5,
+        "max-auth-failures",
+        "Failed AUTH attempts on one connection; the last is answered 421 4.7.0 "
+        "and the connection closed (0: no limit).",
+    )
+    auth_failure_delay: float = _opt(
+        1.0,
+        "auth-failure-delay",
+        "Seconds each failed AUTH waits before its reply (a tarpit for "
+        "password guessing; 0: none).",
+    )
+    max_transactions: int = _opt(
+        0,
+        "max-transactions",
+        "Transactions on one connection; the next MAIL gets 421 4.7.0 and the "
+        "connection is closed (0: no limit).",
+    )
+    pregreet_delay: float = _opt(
+        0.0,
+        "pregreet-delay",
+        "Seconds to wait before the greeting; a client that talks first gets "
+        "554 5.5.1 and is closed (as Postfix's postscreen; 0: off).",
     )
 
     # --- logging ------------------------------------------------------------
@@ -333,7 +389,14 @@ class SMTPServerOptions:
         set_(self, "auth_methods", tuple(dict.fromkeys(methods)))
         disabled = tuple(c.strip().upper() for c in _as_seq(self.disabled_commands))
         set_(self, "disabled_commands", disabled)
-        for name in ("size", "max_recipients", "max_clients"):
+        for name in (
+            "size",
+            "max_recipients",
+            "max_clients",
+            "max_connections_per_ip",
+            "max_auth_failures",
+            "max_transactions",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0, not {v!r}")
@@ -352,7 +415,13 @@ class SMTPServerOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds")
-        for name in ("hook_timeout",):
+        for name in (
+            "hook_timeout",
+            "session_timeout",
+            "data_timeout",
+            "auth_failure_delay",
+            "pregreet_delay",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                 raise ValueError(f"{name} must be a number of seconds >= 0 (0: no limit)")
@@ -363,6 +432,7 @@ class SMTPServerOptions:
             if not isinstance(v, bool):
                 set_(self, name, trusted_networks(v))
         set_(self, "ignored_hosts", trusted_networks(self.ignored_hosts))
+        set_(self, "limits_exempt", trusted_networks(self.limits_exempt))
 
     @property
     def hidden_extensions(self) -> frozenset[str]:

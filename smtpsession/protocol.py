@@ -33,7 +33,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from smtpsession import _asking, _opening
+from smtpsession import _asking, _deadlines, _opening, _transaction
 from smtpsession._core.connection import ServerConnection
 from smtpsession._core.events import (
     CLOSED,
@@ -48,7 +48,6 @@ from smtpsession._core.events import (
     RcptTo,
     StartTLS,
 )
-from smtpsession._hooks import call_hook
 from smtpsession._server import Server
 from smtpsession._tls_session import TLSSession
 from smtpsession._transaction import READ_SIZE, HookCall, Transaction
@@ -97,6 +96,8 @@ class SMTPServerProtocol(Protocol):
         "_closing",
         "_refused",
         "_last_activity",
+        "_started",
+        "_client_key",
         "_close_call",
     )
 
@@ -121,6 +122,9 @@ class SMTPServerProtocol(Protocol):
         self._closing = False
         self._refused = False
         self._last_activity = 0.0
+        self._started = 0.0
+        #: The address counted against max_connections_per_ip, if any.
+        self._client_key: str | None = None
         self._close_call: IDelayedCall | None = None
 
     # ------------------------------------------------------------------
@@ -147,12 +151,11 @@ class SMTPServerProtocol(Protocol):
         self._conn = ServerConnection(
             server.core_config(server.tls.available(transport)), session
         )
-        self._last_activity = server.clock.seconds()
+        self._last_activity = self._started = server.clock.seconds()
         self._opening = _opening.Opening(self, server)
         self._opening.start()
 
     def dataReceived(self, data: bytes) -> None:
-        self._last_activity = self._server.clock.seconds()
         conn = self._conn
         if conn is None:
             return
@@ -160,6 +163,7 @@ class SMTPServerProtocol(Protocol):
         if opening is not None and opening.proxy is not None:
             opening.proxy_received(data)
             return
+        progress = conn.progress
         if len(data) >= READ_SIZE:
             tx = self._tx
             writer = self._writer
@@ -179,6 +183,10 @@ class SMTPServerProtocol(Protocol):
                 return
         conn.receive_data(data)
         self.process()
+        if conn.progress != progress:
+            # A command line or a piece of body: the client is not idle.
+            # (Bytes alone do not count: one a second is a slowloris.)
+            self._last_activity = self._server.clock.seconds()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         if self._lost:
@@ -196,7 +204,7 @@ class SMTPServerProtocol(Protocol):
         server = self._server
         session = self.session
         opening = self._opening
-        server.forget(self)
+        server.forget(self, self._client_key)
         if self._writer is not None:
             self._writer.lost()
         self._drop_hook()
@@ -210,14 +218,7 @@ class SMTPServerProtocol(Protocol):
         if session is not None and (opening is None or opening.connect_called):
             # on_close pairs with on_connect: a connection that never got that
             # far (bad PROXY header, failed TLS handshake) has no session to end.
-            fn = server.pipeline.on_close
-            if fn is not None:
-                call_hook(fn, (session,), self._close_done)
-            server.log_lines.closed(session)
-
-    def _close_done(self, value: Any, failure: Failure | None) -> None:
-        if failure is not None:
-            self._server.log_lines.hook_failed(self.session, "on_close", failure)
+            _asking.closed(self)
 
     # ------------------------------------------------------------------
     # IPushProducer: the transport tells us it cannot write more
@@ -271,6 +272,10 @@ class SMTPServerProtocol(Protocol):
     def own_tls_layer(self) -> bool:
         """TLS runs in our own layer, not Twisted's (C{OpeningHost})."""
         return self._tls is not None and self._tls.layer is not None
+
+    def counted_under(self, key: str | None) -> None:
+        """C{OpeningHost}: this connection counts against C{key}'s limit."""
+        self._client_key = key
 
     def greeted(self) -> None:
         """The greeting is queued (L{smtpsession._opening}): commands may come."""
@@ -339,15 +344,7 @@ class SMTPServerProtocol(Protocol):
         if self._closing or self._lost:
             return
         self._closing = True
-        conn = self._conn
-        if conn is not None:
-            data = conn.data_to_send()
-            if data:
-                tls = self._tls
-                if tls is not None and tls.layer is not None:
-                    tls.send(data)
-                else:
-                    self._writer.write(data)  # type: ignore[union-attr]
+        self.flush()  # what the core queued last
         if self._tls is not None:
             self._tls.close()
         if self._writer is not None:
@@ -412,21 +409,13 @@ class SMTPServerProtocol(Protocol):
     # The message body and on_data (see smtpsession._transaction)
     # ------------------------------------------------------------------
 
-    def _on_data_start(self, ev: DataStart) -> None:
-        tx = self._tx = Transaction(self, self._server)
-        tx.start()
+    @property
+    def transaction(self) -> Transaction | None:
+        """The body on its way to on_data, if any (C{TransactionHost})."""
+        return self._tx
 
-    def _on_body_rejected(self, ev: BodyRejected) -> None:
-        if self._tx is not None:
-            self._tx.stream.fail(ev.error)
-
-    def _on_data_end(self, ev: DataEnd) -> None:
-        assert self._tx is not None
-        self._tx.ended(ev)
-
-    def _on_data_aborted(self, ev: DataAborted) -> None:
-        if self._tx is not None:
-            self._tx.abort(ev.reason)
+    def transaction_began(self, tx: Transaction) -> None:
+        self._tx = tx
 
     def transaction_over(self, tx: Transaction) -> None:
         """C{TransactionHost}: the body's final answer went to the core."""
@@ -441,10 +430,10 @@ class SMTPServerProtocol(Protocol):
         MailFrom: _asking.mail_from,
         RcptTo: _asking.rcpt_to,
         Auth: _asking.auth,
-        DataStart: _on_data_start,
-        BodyRejected: _on_body_rejected,
-        DataEnd: _on_data_end,
-        DataAborted: _on_data_aborted,
+        DataStart: _transaction.data_start,
+        BodyRejected: _transaction.body_rejected,
+        DataEnd: _transaction.data_end,
+        DataAborted: _transaction.data_aborted,
         StartTLS: _on_starttls,
     }
 
@@ -479,18 +468,22 @@ class SMTPServerProtocol(Protocol):
     # ------------------------------------------------------------------
 
     def idle_check(self, now: float) -> None:
-        """
-        The server's sweep asks: has the client been silent too long?  A
-        pending hook does not stop the clock; a body reader that lags does
-        (we stopped reading, not the client): the client then gets a whole
-        timeout once we listen again.
-        """
+        """The server's sweep asks: has a deadline passed (L{_deadlines})?"""
         if self._lost or self._closing:
             return
-        if self._paused & _STREAM:
-            self._last_activity = now
+        tx = self._tx
+        which = _deadlines.passed(
+            self._server.options,
+            now,
+            self._started,
+            self._last_activity,
+            tx.started if tx is not None and not tx.waiting else None,
+            bool(self._paused & _STREAM),
+        )
+        if which is None:
             return
-        if now - self._last_activity < self._server.options.socket_timeout:
+        if which == _deadlines.READER_LAGS:
+            self._last_activity = now  # a whole timeout once we read again
             return
         conn = self._conn
         tls = self._tls
@@ -498,9 +491,14 @@ class SMTPServerProtocol(Protocol):
             self.abort()
             return
         self._drop_hook()
-        if self._tx is not None:
-            self._tx.abort("timeout")
-        conn.timeout()
+        if tx is not None:
+            tx.abort("timeout")
+        if which == _deadlines.SESSION:
+            conn.session_expired()
+        elif which == _deadlines.BODY:
+            conn.body_expired()
+        else:
+            conn.timeout()
         self.flush()
 
     def begin_shutdown(self) -> None:

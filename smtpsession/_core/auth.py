@@ -100,6 +100,13 @@ def auth_answered(st: SessionState, user: Any, error: SMTPError | None) -> bool:
         st.out.append(R.AUTH_OK[st.esc])
         st.after_answer()
         return True
+    if error is None or (error.code or 535) == 535:
+        st.auth_failures += 1
+        limit = st.cfg.max_auth_failures
+        if limit and st.auth_failures >= limit:
+            # Guessing: the Nth failure ends the session.
+            st.close_with(R.TOO_MANY_AUTH_FAILURES)
+            return False
     if error is None:
         final = R.AUTH_XOAUTH2_FAILED if request.method == "XOAUTH2" else R.AUTH_FAILED
         final_bytes = final[st.esc]

@@ -57,9 +57,7 @@ def _bare_rejection() -> BodyRejected:
 
 
 def _size_rejection(limit: int) -> BodyRejected:
-    return BodyRejected(
-        SMTPError(552, f"Error: message exceeds fixed maximum message size {limit}", "5.3.4")
-    )
+    return BodyRejected(SMTPError(552, R.TOO_BIG_TEXT.format(limit=limit), "5.3.4"))
 
 
 # -- DATA ------------------------------------------------------------------------------
@@ -101,6 +99,7 @@ def read_data(st: SessionState) -> Any:
     body, end = framer.feed(chunk)
     st.buf = chunk[end:] if end >= 0 else b""
     st.pos = 0
+    st.progress += 1
     events: list[Any] = []
     if body:
         _body_piece(st, body, framer.bare, events)
@@ -125,6 +124,13 @@ def bdat(st: SessionState, arg: bytes) -> Any:
         st.error(R.NEED_MAIL if env.mail_from is None else R.NEED_RCPT)
         st.skip = size
         return None
+    cfg = st.cfg
+    if cfg.reject_oversized and st.body_length + size > cfg.size_limit:
+        # Too big, said in advance: swallowing it could take for ever, and
+        # nothing after it could be read as commands.  Refuse and close.
+        ev = st.abort_body("message too big")
+        st.close_with(R.too_big(cfg.size_limit))
+        return ev
     st.bdat_last = last
     first = not st.body_open
     if first:
@@ -185,6 +191,7 @@ def read_bdat(st: SessionState) -> Any:
         body, end = framer.feed(chunk)
         st.buf = chunk[end:] if end >= 0 else b""
         st.pos = 0
+        st.progress += 1
         if body:
             _body_piece(st, body, framer.bare, events)
         if end < 0:

@@ -207,6 +207,14 @@ class ServerConnection(SessionState):
         self.sasl = None
         return False
 
+    def refuse_connection(self, reason: str) -> None:
+        """
+        Refuse the session before its greeting for a reason of
+        L{smtpsession._core.verdicts} (C{TOO_MANY_FROM_ADDRESS}, ...).
+        """
+        self.send_error(verdicts.connection_refusal(self.cfg.name, reason))
+        self.phase = CLOSING
+
     def proxy_failed(self) -> None:
         """The PROXY header was malformed: 421 and close."""
         self.close_with(verdicts.proxy_refusal(self.cfg.name))
@@ -215,6 +223,17 @@ class ServerConnection(SessionState):
         """The client was idle too long: 421 and close."""
         if self.phase != CLOSING:
             self.close_with(R.TIMEOUT)
+
+    def session_expired(self) -> None:
+        """The session lasted longer than C{session_timeout}: 421 and close."""
+        if self.phase != CLOSING:
+            self.close_with(R.SESSION_TOO_LONG)
+
+    def body_expired(self) -> None:
+        """The body took longer than C{data_timeout} to arrive: 421 and close."""
+        if self.phase != CLOSING:
+            self.abort_body("timeout")
+            self.close_with(R.BODY_TOO_SLOW)
 
     def begin_shutdown(self) -> None:
         """

@@ -103,14 +103,6 @@ def _param_error(st: SessionState, e: ParamError, syntax: R.Pair) -> None:
         st.error(syntax)
 
 
-def _size_too_big(st: SessionState) -> R.Pair:
-    return R.pair(
-        552,
-        f"Error: message exceeds fixed maximum message size {st.cfg.size_limit}",
-        "5.3.4",
-    )
-
-
 # -- MAIL ------------------------------------------------------------------------------
 
 
@@ -142,7 +134,7 @@ def slow_mail(st: SessionState, arg: bytes) -> Any:
             st.error(R.BAD_SIZE)
             return None
         if cfg.check_size and int(size) > cfg.size_limit:
-            st.error(_size_too_big(st))
+            st.error(R.too_big(cfg.size_limit))
             return None
     body_type = "7bit"
     body = args.get("BODY")
@@ -205,6 +197,10 @@ def slow_mail(st: SessionState, arg: bytes) -> Any:
 
 def mail(st: SessionState, arg: bytes, general: Command = slow_mail) -> Any:
     """MAIL: its common shape here, anything else by C{general}, with the same answers."""
+    limit = st.cfg.max_transactions
+    if limit and st.session.transaction > limit:
+        st.close_with(R.TOO_MANY_TRANSACTIONS)
+        return None
     m = _FAST_FROM.match(arg)
     if m is None or not _fast_ok(m.group(1)):
         return general(st, arg)

@@ -27,7 +27,7 @@ from smtpsession._core import replies as R
 from smtpsession._core.events import CLOSED, NEED_DATA, PAUSED
 from smtpsession._core.sasl import MECHANISMS
 from smtpsession._core.settings import CoreConfig
-from smtpsession._core.state import COMMAND, SessionState
+from smtpsession._core.state import CLOSING, COMMAND, SessionState
 from smtpsession.options import SMTPServerOptions
 
 __all__ = ["Verb", "VERBS", "READERS", "configure", "dispatch", "read_command"]
@@ -147,9 +147,17 @@ def configure(
 
 
 def read_greeting(st: SessionState) -> Any:
-    """Before the greeting: a client that talks now is refused (421)."""
+    """
+    Before the greeting: a client that talks now is refused, 421 as
+    smtp-server does, or with C{pregreet_delay} on, 554 5.5.1 (it is taken
+    for a bot, as Postfix's postscreen does).
+    """
     if len(st.buf) > st.pos:
-        st.close_with(R.pair(421, f"{st.cfg.name} {R.TALK_TOO_SOON}"))
+        if st.cfg.pregreet:
+            st.send_error(R.PREGREET)
+            st.phase = CLOSING
+        else:
+            st.close_with(R.pair(421, f"{st.cfg.name} {R.TALK_TOO_SOON}"))
         return None
     return NEED_DATA
 
@@ -176,6 +184,7 @@ def read_command(st: SessionState) -> Any:
                 return None
             return NEED_DATA
         st.pos = nl + 1
+        st.progress += 1
         if nl > pos and buf[nl - 1] == 13:  # CRLF
             line = buf[pos : nl - 1]
             bare = False

@@ -142,6 +142,13 @@ LINE_TOO_LONG = pair(421, "Error: Command line too long")
 TOO_MUCH_INPUT = pair(421, "Error: too much pipelined input")
 TOO_MANY_UNRECOGNIZED = pair(421, "Error: too many unrecognized commands")
 TOO_MANY_UNAUTHENTICATED = pair(421, "Error: too many unauthenticated commands")
+TOO_MANY_AUTH_FAILURES = pair(421, "Error: too many failed authentications", "4.7.0")
+TOO_MANY_TRANSACTIONS = pair(421, "Error: too many messages in one session", "4.7.0")
+#: Before any EHLO, but with its enhanced code: the reply operators look for
+#: (Postfix's postscreen words it the same way).  Not a pair: one form only.
+PREGREET = format_reply(554, "Error: talking before the greeting", "5.5.1")
+SESSION_TOO_LONG = pair(421, "Error: session too long - closing connection")
+BODY_TOO_SLOW = pair(421, "Error: message took too long - closing connection")
 UNRECOGNIZED = pair(500, "Error: command not recognized")
 NOT_IMPLEMENTED = pair(502, "Error: command not implemented")
 BARE_LF_COMMAND = pair(
@@ -204,6 +211,14 @@ NOT_ASCII_WITHOUT_SMTPUTF8 = pair(
 )
 
 # DATA / BDAT
+TOO_BIG_TEXT = "Error: message exceeds fixed maximum message size {limit}"
+
+
+def too_big(limit: int) -> Pair:
+    """552 for a message over the size limit (MAIL's SIZE, DATA, BDAT)."""
+    return pair(552, TOO_BIG_TEXT.format(limit=limit), "5.3.4")
+
+
 START_DATA = (
     b"354 End data with <CR><LF>.<CR><LF>\r\n",
     b"354 End data with <CR><LF>.<CR><LF>\r\n",

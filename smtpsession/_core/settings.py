@@ -38,6 +38,9 @@ class CoreConfig:
         "check_size",
         "reject_oversized",
         "max_rcpt",
+        "max_transactions",
+        "max_auth_failures",
+        "pregreet",
         "tls_available",
         "disabled",
         "chunking",
@@ -77,6 +80,11 @@ class CoreConfig:
         self.check_size: bool = options.size > 0 and not options.hide_size
         self.reject_oversized: bool = options.reject_oversized and options.size > 0
         self.max_rcpt: int = options.max_recipients
+        self.max_transactions: int = options.max_transactions
+        self.max_auth_failures: int = options.max_auth_failures
+        #: Early talkers are bots to refuse for good (554), not clients to
+        #: tell off (421).
+        self.pregreet: bool = options.pregreet_delay > 0
         self.tls_available = tls_available
         self.disabled = disabled
         self.chunking: bool = not options.hide_chunking and b"BDAT" not in disabled

@@ -119,6 +119,7 @@ class SessionState:
         "body_length",
         "rejected",
         "queued",
+        "progress",
     )
 
     def __init__(self, cfg: CoreConfig, session: Session) -> None:
@@ -158,6 +159,10 @@ class SessionState:
         self.body_length = 0
         self.rejected: Any = None  # the core's BodyRejected of this body
         self.queued: list[Any] | None = None  # events of one step beyond the first
+        #: Counts complete command lines and body pieces: the idle timer
+        #: measures time without progress, not without bytes (a client
+        #: trickling a command a byte at a time is idle).
+        self.progress = 0
         self.update_transmission_type()
 
     # -- what the phase and the flags say ---------------------------------------

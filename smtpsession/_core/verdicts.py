@@ -57,13 +57,14 @@ SHUTTING_DOWN = "shutting down"
 TOO_MANY_CLIENTS = "too many clients"
 TOO_MANY_FROM_ADDRESS = "too many from address"
 
-#: The text after the server name, by reason.  The per-address refusal
-#: carries its enhanced code in the text: no EHLO has asked for one yet,
-#: but this is the reply operators grep for (Postfix words it the same).
+#: The refusals, by reason: the server's own state is told with its name
+#: (as smtp-server does); the client's own excess with the enhanced code,
+#: although no EHLO has asked for one yet, because this is the reply
+#: operators grep for (Postfix words it the same way).
 _REFUSALS = {
-    SHUTTING_DOWN: "Server shutting down",
-    TOO_MANY_CLIENTS: "Too many connected clients, try again in a moment",
-    TOO_MANY_FROM_ADDRESS: "4.7.0 Too many connections from your address",
+    SHUTTING_DOWN: ("Server shutting down", None),
+    TOO_MANY_CLIENTS: ("Too many connected clients, try again in a moment", None),
+    TOO_MANY_FROM_ADDRESS: ("Too many connections from your address", "4.7.0"),
 }
 
 _TIMED_OUT_AT_OPENING = "Error: timed out, closing connection"
@@ -187,7 +188,10 @@ def opening_refusal(error: BaseException | None, stage: str, name: str) -> bytes
 
 def connection_refusal(name: str, reason: str) -> bytes:
     """The 421 that refuses a connection before its greeting."""
-    return format_reply(421, f"{name} {_REFUSALS[reason]}")
+    text, enhanced = _REFUSALS[reason]
+    if enhanced is None:
+        return format_reply(421, f"{name} {text}")
+    return format_reply(421, text, enhanced)
 
 
 def proxy_refusal(name: str) -> R.Pair:

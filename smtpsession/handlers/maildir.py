@@ -37,7 +37,7 @@ from smtpsession.handlers._trace import (
     return_path_header,
 )
 
-__all__ = ["MaildirHandler", "as_bool"]
+__all__ = ["MaildirHandler", "as_bool", "remove_orphans"]
 
 _SUBDIRS = ("tmp", "new", "cur")
 
@@ -181,12 +181,16 @@ class MaildirHandler(Handler):
     # ------------------------------------------------------------------
 
     def _prepare(self, maildir: str) -> None:
-        """Create C{tmp}, C{new}, C{cur} once per Maildir per process."""
+        """
+        Create C{tmp}, C{new}, C{cur} once per Maildir per process, and
+        clear C{tmp} of what deliveries interrupted by a crash left there.
+        """
         if maildir in self._ready:
             return
         for sub in _SUBDIRS:
             os.makedirs(os.path.join(maildir, sub), mode=0o700, exist_ok=True)
         self._ready.add(maildir)
+        remove_orphans(os.path.join(maildir, "tmp"))
 
     def _folders(self, envelope: Any) -> list[str]:
         seen: dict[str, None] = {}
@@ -283,6 +287,31 @@ class MaildirHandler(Handler):
         if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
             return app_replies.storage_full()
         return app_replies.storage_failed()
+
+
+#: Files in C{tmp/} older than this are left by interrupted deliveries (the
+#: Maildir specification: "delete any file that hasn't been accessed in 36
+#: hours"); a delivery in progress is never that old.
+ORPHAN_AGE = 36 * 3600
+
+
+def remove_orphans(tmp: str, now: float | None = None) -> int:
+    """Delete the files in C{tmp} not touched for L{ORPHAN_AGE}; how many."""
+    cutoff = (time.time() if now is None else now) - ORPHAN_AGE
+    removed = 0
+    try:
+        entries = list(os.scandir(tmp))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if entry.is_file(follow_symlinks=False) and max(st.st_atime, st.st_mtime) < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            continue  # gone already, or not ours to remove
+    return removed
 
 
 def _private(path: str, flags: int) -> int:

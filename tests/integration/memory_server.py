@@ -41,7 +41,8 @@ class Counting(Handler):
 
 
 def main() -> None:
-    options = SMTPServerOptions(name="mem.test", disable_reverse_lookup=True)
+    # No size limit: the test sends 100 MB on purpose.
+    options = SMTPServerOptions(name="mem.test", disable_reverse_lookup=True, size=0)
     handler = Counting(hold=sys.argv[1:] == ["hold"])
     factory = SMTPServerFactory(handler, options, reactor=reactor)
     endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")

@@ -66,7 +66,7 @@ def test_dsn_advertised_by_default_and_hideable() -> None:
 def test_size_declared_and_actual() -> None:
     """SIZE is checked at MAIL; the stream tells the handler the real size as it goes."""
     handler = Seen()
-    c = FakeServer(handler, size=100).connect()
+    c = FakeServer(handler, size=100, reject_oversized=False).connect()
     assert "250-SIZE 100" in c.lines("EHLO c")[0].split("\n")
     assert c.lines("MAIL FROM:<a@example.com> SIZE=101") == [
         "552 5.3.4 Error: message exceeds fixed maximum message size 100"

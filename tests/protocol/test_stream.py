@@ -64,7 +64,7 @@ def test_async_for_with_live_counters() -> None:
             async for chunk in stream:
                 seen.append((len(chunk), stream.byte_length, stream.size_exceeded))
 
-    c = FakeServer(H(), size=3000).connect()
+    c = FakeServer(H(), size=3000, reject_oversized=False).connect()
     open_data(c)
     for _ in range(4):
         c.send(LINE)

@@ -70,7 +70,7 @@ def test_input_during_tls_handshake() -> None:
 
 def test_data_body_is_never_accumulated_by_the_core() -> None:
     """DATA: the core releases the body as it comes and keeps at most a few bytes."""
-    c = CoreClient()
+    c = CoreClient(size=0)
     c.ehlo()
     c.lines("MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>", "DATA")
     for _ in range(160):  # 10 MiB of body, one line

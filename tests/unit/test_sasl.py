@@ -576,7 +576,12 @@ class TestUnauthenticatedLimit:
 
     def test_sasl_lines_do_not_count(self) -> None:
         """SASL continuation lines are not commands (smtp-server bug 7)."""
-        c = Client(secure=True, auth_methods=["LOGIN"], max_allowed_unauthenticated_commands=3)
+        c = Client(
+            secure=True,
+            auth_methods=["LOGIN"],
+            max_allowed_unauthenticated_commands=3,
+            max_auth_failures=0,  # five failures: not guessing, for this test
+        )
         c.ehlo()  # 1
         for _ in range(5):
             assert c.send("AUTH LOGIN", b64("alice"), b64("bad"))[-1].startswith("535")
