@@ -63,6 +63,13 @@ CONTRACT_FLAGS = [
     "socket-timeout",
     "close-timeout",
     "no-reverse-lookup",
+    # Policy and abuse limits
+    "hook-timeout",
+    "max-connections-per-ip",
+    "max-auth-failures",
+    "auth-failure-delay",
+    "max-transactions",
+    "pregreet-delay",
 ]
 
 OPTIONS = SMTPServerOptions(name="docs.test", disable_reverse_lookup=True)
