@@ -10,6 +10,16 @@ happen.  Secrets never reach these lines: authentication is logged with
 the user name only, never a password, a token or a SASL line.
 
 The line formats are documented in docs/howto/daemon.rst ("Logging").
+
+Under twistd, the lines of connections and transactions skip the logging
+system: a L{LineBatch} formats them exactly as twistd's text observer
+would (timestamp, C{[system]}, text) and writes each reactor turn's lines
+to twistd's log file at once.  A log event formatted by that observer
+costs more than receiving a small message (about 270,000 instructions
+against 190,000, measured with callgrind); a line in a batch costs a
+twentieth of that.  Anywhere else (an embedding application with its own
+observers, C{--syslog}, a custom C{--logger}) they are ordinary log
+events, with their fields.
 """
 
 from __future__ import annotations
@@ -18,27 +28,119 @@ from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel, formatTime
 from twisted.python.failure import Failure
 
+from smtpsession import _twisted_shim
 from smtpsession.options import is_trusted
 from smtpsession.session import Envelope, Session
 
-__all__ = ["ConnectionLog"]
+__all__ = ["ConnectionLog", "LineBatch"]
+
+#: The namespace of the connection log lines (the C{[system]} of a line).
+NAMESPACE = "smtpsession.connection"
+
+
+class LineBatch:
+    """
+    Lines for twistd's log file, written once per reactor turn.
+
+    Each line is formatted as the file's observer formats an event:
+    C{"{time} [{namespace}#{level}] {text}"}, its time stamp made once a
+    second.  Made only by L{attach}, which checks that the observer would
+    write exactly that; before every write it checks the observer is still
+    the only one (otherwise the lines go out as events after all).
+    """
+
+    __slots__ = ("_observer", "_out", "_reactor", "_lines", "_call", "_second", "_stamp", "_log")
+
+    def __init__(self, observer: Any, out: Any, reactor: Any, log: Logger) -> None:
+        self._observer = observer
+        self._out = out
+        self._reactor = reactor
+        self._log = log
+        self._lines: list[str] = []
+        self._call: Any = None
+        self._second = -1
+        self._stamp = ""
+
+    @classmethod
+    def attach(cls, reactor: Any, log: Logger) -> LineBatch | None:
+        """A batch for twistd's log file, or C{None} when logging is set up otherwise."""
+        found = _twisted_shim.sole_text_log_file()
+        if found is None:
+            return None
+        observer, out = found
+        batch = cls(observer, out, reactor, log)
+        when = reactor.seconds()
+        probe = {
+            "log_format": "{text}",
+            "text": "probe",
+            "log_time": when,
+            "log_namespace": NAMESPACE,
+            "log_level": LogLevel.info,
+        }
+        if observer.formatEvent(probe) != batch.format(when, "info", "probe"):
+            return None  # a format of its own: let it format our events
+        return batch
+
+    def format(self, when: float, level: str, text: str) -> str:
+        second = int(when)
+        if second != self._second:
+            self._second = second
+            self._stamp = formatTime(when)
+        return f"{self._stamp} [{NAMESPACE}#{level}] {text}\n"
+
+    def add(self, when: float, level: str, text: str) -> None:
+        """One line; it is written at the end of this reactor turn."""
+        self._lines.append(self.format(when, level, text))
+        if self._call is None:
+            self._call = self._reactor.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """Write the lines kept so far (also when the server stops)."""
+        call = self._call
+        self._call = None
+        if call is not None and call.active():
+            call.cancel()
+        lines = self._lines
+        if not lines:
+            return
+        self._lines = []
+        if not _twisted_shim.still_sole_observer(self._observer):
+            for line in lines:  # logging changed meanwhile: as events, then
+                head, text = line.split("] ", 1)
+                level = LogLevel.levelWithName(head.rsplit("#", 1)[1])
+                self._log.emit(level, "{text}", text=text.rstrip("\n"))
+            return
+        self._out.write("".join(lines))
+        self._out.flush()
 
 
 class ConnectionLog:
     """The log lines of the connections of one server."""
 
-    log = Logger(namespace="smtpsession.connection")
-
     def __init__(
         self, clock: IReactorTime, transactions: bool, ignored: Sequence[Any]
     ) -> None:
+        # An instance attribute: a Logger read from a class renames its
+        # namespace after that class.
+        self.log = Logger(namespace=NAMESPACE)
         self._clock = clock
         #: Log transactions (info) and connections (debug).
         self.transactions = transactions
         self._ignored = ignored
+        #: Where the lines go under twistd (see L{LineBatch}); else None.
+        self.batch: LineBatch | None = None
+
+    def write_directly(self, reactor: Any) -> None:
+        """Write connection and transaction lines to twistd's log file in batches, if it is there."""
+        if self.transactions and self.batch is None:
+            self.batch = LineBatch.attach(reactor, self.log)
+
+    def flush(self) -> None:
+        if self.batch is not None:
+            self.batch.flush()
 
     def quiet(self, session: Session | None) -> bool:
         """Whether C{session}'s peer is one whose traffic is not logged (health checks)."""
@@ -51,6 +153,14 @@ class ConnectionLog:
     def connected(self, s: Session) -> None:
         if not self.transactions or self.quiet(s):
             return
+        batch = self.batch
+        if batch is not None:
+            batch.add(
+                self._clock.seconds(),
+                "debug",
+                f"[{s.id}] connection from {s.remote_address}:{s.remote_port} ({s.client_hostname})",
+            )
+            return
         self.log.debug(
             "[{session_id}] connection from {remote_address}:{remote_port}"
             " ({client_hostname})",
@@ -62,6 +172,14 @@ class ConnectionLog:
 
     def closed(self, s: Session) -> None:
         if not self.transactions or self.quiet(s):
+            return
+        batch = self.batch
+        if batch is not None:
+            batch.add(
+                self._clock.seconds(),
+                "debug",
+                f"[{s.id}] closed after {s.transaction - 1} transaction(s)",
+            )
             return
         self.log.debug(
             "[{session_id}] closed after {transactions} transaction(s)",
@@ -88,6 +206,18 @@ class ConnectionLog:
         line stands on its own.
         """
         if not self.transactions or self.quiet(s):
+            return
+        batch = self.batch
+        if batch is not None:
+            now = self._clock.seconds()
+            sender = envelope.mail_from.address if envelope.mail_from else ""
+            recipients = ",".join([f"<{a.address}>" for a in envelope.rcpt_to])
+            batch.add(
+                now,
+                "info",
+                f"[{s.id}] from=<{sender}> to={recipients} size={size} result={codes} "
+                f"duration={max(0.0, now - started):.3f}s client={s.remote_address}",
+            )
             return
         self.log.info(
             "[{session_id}] from=<{mail_from}> to={rcpt_to} size={size} "

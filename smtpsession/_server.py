@@ -188,6 +188,7 @@ class Server:
             connection.force_close()
 
     def _finish_close(self) -> None:
+        self.log_lines.flush()
         call = self._force_call
         self._force_call = None
         if call is not None and call.active():

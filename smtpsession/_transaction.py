@@ -145,6 +145,7 @@ class Transaction:
         "started",
         "big_reads",
         "over",
+        "size",
         "_hook",
     )
 
@@ -164,6 +165,9 @@ class Transaction:
         self.big_reads = False
         #: Answered or aborted: whatever comes later goes nowhere.
         self.over = False
+        #: The body's size as received (the core's count, once it has ended):
+        #: what the log says, whoever read the body, and however.
+        self.size = 0
         self._hook: HookCall | None = None
 
     def start(self) -> None:
@@ -190,6 +194,7 @@ class Transaction:
     def ended(self, ev: DataEnd) -> None:
         """The body is complete (or refused by the core, C{ev.rejected})."""
         self._normal_reads()
+        self.size = ev.byte_length
         if ev.rejected is None:
             self.stream.end()
         if self.outcome is not None:
@@ -244,7 +249,7 @@ class Transaction:
         if wrong is not None:
             log.wrong_lmtp_results(session, wrong, len(envelope.rcpt_to))
         if log.transactions:
-            log.transaction(session, envelope, self.stream.byte_length, codes, self.started)
+            log.transaction(session, envelope, self.size, codes, self.started)
 
     def abort(self, reason: str) -> None:
         """The body will not complete (RSET, QUIT, lost, timeout, shutdown)."""

@@ -18,7 +18,11 @@ The internals:
   - C{twisted.protocols.tls.TLSMemoryBIOProtocol.write}, the unbuffered
     write of the TLS layer (the public transport buffers small writes
     for a reactor turn), and the C{protocol} attribute of the wrapper
-    C{startTLS} puts around the TCP transport.
+    C{startTLS} puts around the TCP transport;
+  - C{twisted.logger.globalLogPublisher._observers} and
+    C{FileLogObserver._outFile}: where twistd's log goes, so that the
+    transaction log can be written there in batches (a log event costs
+    more than receiving a small message).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ __all__ = [
     "tls_writer",
     "set_read_size",
     "tls_wrapper_protocol",
+    "sole_text_log_file",
+    "still_sole_observer",
 ]
 
 
@@ -146,3 +152,33 @@ def tls_wrapper_protocol(transport: Any) -> Any:
     bytes that arrived before it existed), or C{None}.
     """
     return getattr(transport, "protocol", None)
+
+
+def sole_text_log_file() -> tuple[Any, Any] | None:
+    """
+    The observer and file of the one text log observer every log event goes
+    to, or C{None}: that is what twistd sets up (C{--logfile}, or standard
+    output with C{-n}), and what L{smtpsession._log.LineBatch} may write
+    its lines to directly, formatted as that observer formats them.  Reads
+    C{globalLogPublisher._observers} and C{FileLogObserver._outFile}.
+    """
+    from twisted.logger import FileLogObserver, globalLogPublisher
+
+    observers = getattr(globalLogPublisher, "_observers", None)
+    if not isinstance(observers, list) or len(observers) != 1:
+        return None
+    observer = observers[0]
+    if type(observer) is not FileLogObserver:
+        return None
+    out = getattr(observer, "_outFile", None)
+    if out is None or getattr(observer, "_encoding", "utf-8") is not None:
+        return None  # not a text file: leave it to the observer
+    return observer, out
+
+
+def still_sole_observer(observer: Any) -> bool:
+    """Whether C{observer} is still the only one (see L{sole_text_log_file})."""
+    from twisted.logger import globalLogPublisher
+
+    observers = getattr(globalLogPublisher, "_observers", None)
+    return isinstance(observers, list) and len(observers) == 1 and observers[0] is observer

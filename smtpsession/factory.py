@@ -93,6 +93,15 @@ class SMTPServerFactory(ServerFactory):
     def core_config(self, tls_available: bool) -> CoreConfig:
         return self._server.core_config(tls_available)
 
+    def log_in_batches(self) -> None:
+        """
+        Write the connection and transaction log lines straight to twistd's
+        log file, once per reactor turn, when logging is twistd's (see
+        L{smtpsession._log.LineBatch}); otherwise nothing changes.
+        L{smtpsession.service.SMTPService} does it when it starts.
+        """
+        self._server.log_lines.write_directly(self._server.reactor)
+
     def buildProtocol(self, addr: Any) -> SMTPServerProtocol:
         return SMTPServerProtocol(self._server, self)
 

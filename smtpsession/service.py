@@ -112,6 +112,9 @@ class SMTPService(Service):
         if not self._listening:
             self._listen()
         super().startService()
+        # Logging is set up by now (twistd begins it before starting the
+        # services): write the connection log in batches if it allows.
+        self.factory.log_in_batches()
 
     def stopService(self) -> Deferred[None]:
         """

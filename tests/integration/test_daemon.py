@@ -399,3 +399,67 @@ def test_auth_file(tmp_path: Path, daemons: list[Daemon]) -> None:
         client.sendmail("alice@example.org", ["bob@example.com"], b"Subject: authed\r\n\r\nx\r\n")
     [stored] = files(tmp_path / "Maildir" / "new")
     assert b" with ESMTPA id " in stored.read_bytes()
+
+
+# ---------------------------------------------------------------------------
+# The transaction log under twistd: written in batches, formatted as before
+# ---------------------------------------------------------------------------
+
+TRANSACTION_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[smtpsession\.connection#info\] "
+    r"\[([0-9a-f]{32})\] from=<a@example\.org> to=<b@example\.com>,<c@example\.com> "
+    r"size=(\d+) result=250 duration=\d+\.\d{3}s client=127\.0\.0\.1$"
+)
+CONNECTION_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[smtpsession\.connection#debug\] "
+    r"\[([0-9a-f]{32})\] (?:connection from 127\.0\.0\.1:\d+ \(\[127\.0\.0\.1\]\)"
+    r"|closed after 3 transaction\(s\))$"
+)
+
+
+@pytest.mark.parametrize("where", ["stdout", "logfile"])
+def test_transaction_log_lines_under_twistd(
+    tmp_path: Path, daemons: list[Daemon], where: str
+) -> None:
+    """
+    Under twistd the connection and transaction lines skip the logging
+    system and are written in batches (smtpsession._log.LineBatch), to
+    standard output or to --logfile, formatted exactly as twistd formats
+    log events: time stamp, [namespace#level], the text.
+    """
+    args = ["--port", LOCAL, "--handler", "sink", "--no-reverse-lookup"]
+    logfile = tmp_path / "smtpsession.log"
+    argv = [twistd(), "-n", "--pidfile="]
+    if where == "logfile":
+        argv.append(f"--logfile={logfile}")
+    d = Daemon(tmp_path, [*argv, "smtpsession", *args])
+    daemons.append(d)
+
+    def text() -> str:
+        return logfile.read_text() if where == "logfile" else d.output
+
+    if where == "logfile":
+        deadline = time.monotonic() + 30
+        while not LISTENING.search(logfile.read_text() if logfile.exists() else ""):
+            assert time.monotonic() < deadline and d.proc.poll() is None, d.output
+            time.sleep(0.05)
+        port = int(LISTENING.search(logfile.read_text()).group(1))  # type: ignore[union-attr]
+    else:
+        port = d.port()
+    body = b"Subject: x\r\n\r\nhello\r\n"
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        for _ in range(3):
+            client.sendmail("a@example.org", ["b@example.com", "c@example.com"], body)
+    d.signal(signal.SIGTERM)
+    assert d.wait() in (0, -signal.SIGTERM)
+    assert "Server Shut Down." in text()
+    lines = text().splitlines()
+    transactions = [m for m in map(TRANSACTION_LINE.match, lines) if m]
+    assert len(transactions) == 3, text()
+    assert {m.group(1) for m in transactions} == {transactions[0].group(1)}
+    # The size received, also for a handler that never reads the body
+    # (the sink once logged size=0).
+    assert all(int(m.group(2)) == len(body) for m in transactions)
+    connection = [m for m in map(CONNECTION_LINE.match, lines) if m]
+    assert len(connection) == 2, text()
+    assert "Traceback" not in text()
