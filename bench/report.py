@@ -28,7 +28,8 @@ ROWS = [
     ("tlschurn: a TLS handshake per message, msg/s", "tlschurn", "msgs_per_s", 0, True),
     ("tls10m: 10 MB bodies over TLS, MB/s", "tls10m", "mb_per_s", 0, True),
 ]
-DEFAULT_NAMES = ("smtpsession-before,smtpsession,smtpsession-before-mypyc,smtpsession-mypyc,"
+DEFAULT_NAMES = ("smtpsession-before-nolog,smtpsession-nolog,smtpsession,"
+                 "smtpsession-before-mypyc-nolog,smtpsession-mypyc-nolog,smtpsession-mypyc,"
                  "smtp-sink,go-smtp,node-smtp-server,twisted.mail,aiosmtpd")
 
 

@@ -25,19 +25,22 @@ install_variant() {  # VARIANT SOURCE_DIR
 }
 for variant in smtpsession smtpsession-mypyc; do install_variant "$variant" ..; done
 # BEFORE=<commit>: the same two builds of an earlier commit, measured in the same run (a
-# before/after comparison of a change).
+# before/after comparison of a change), with --no-transaction-log (older versions' log line was
+# a log event per transaction).
 before_peers=""
 if [ -n "$BEFORE" ]; then
   before_src=$(mktemp -d)
   git -C .. archive "$BEFORE" | tar -x -C "$before_src"
   for variant in smtpsession-before smtpsession-before-mypyc; do install_variant "$variant" "$before_src"; done
   rm -rf "$before_src"
-  before_peers="smtpsession-before smtpsession-before-mypyc "
+  before_peers="smtpsession-before-nolog smtpsession-before-mypyc-nolog "
 fi
 stamp=$(date -u +%Y-%m-%d-%H%M)
 export RESULTS=results/$stamp
 mkdir -p "$RESULTS"
-peers=${PEER_LIST:-${before_peers}smtpsession smtpsession-mypyc smtp-sink go-smtp node-smtp-server twisted.mail aiosmtpd}
+# smtpsession and smtpsession-mypyc run as users run the daemon (its transaction log on); the
+# -nolog variants with --no-transaction-log, as the peers, which log nothing.
+peers=${PEER_LIST:-${before_peers}smtpsession smtpsession-mypyc smtpsession-nolog smtpsession-mypyc-nolog smtp-sink go-smtp node-smtp-server twisted.mail aiosmtpd}
 for r in $(seq "$reps"); do
   for peer in $peers; do
     echo "rep $r: $peer (smtp)" >&2

@@ -1,16 +1,18 @@
 #!/bin/sh
 # smtpsession as smtpbench runs it: the daemon with the benchmark handler (bench_sink.py:
 # accept everything, read the whole body with `async for`, discard it), default protocol
-# options, no reverse DNS (as the peers), no per-transaction log line (the peers log
-# nothing), STARTTLS when smtpbench provides a certificate (SMTPBENCH_TLS_CERT/KEY).
+# options, the default transaction log (one line per message, to the log file smtpbench
+# keeps), no reverse DNS (as the peers), STARTTLS when smtpbench provides a certificate
+# (SMTPBENCH_TLS_CERT/KEY).
 # usage: smtpsession-server.sh PORT [smtp|lmtp]     env: TWISTD (default: twistd on PATH),
-#        WORKERS (number of processes, when the daemon supports --workers)
+#        WORKERS (number of processes, when the daemon supports --workers), NOLOG=1 (run with
+#        --no-transaction-log, as the peers, which log nothing)
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
 port=$1
 proto=${2:-smtp}
-set -- --port "tcp:$port:interface=127.0.0.1" --handler bench_sink.Sink --no-reverse-lookup \
-    --no-transaction-log
+set -- --port "tcp:$port:interface=127.0.0.1" --handler bench_sink.Sink --no-reverse-lookup
+[ -n "$NOLOG" ] && set -- "$@" --no-transaction-log
 [ "$proto" = lmtp ] && set -- "$@" --lmtp
 [ -n "$SMTPBENCH_TLS_CERT" ] && set -- "$@" --tls-cert "$SMTPBENCH_TLS_CERT" --tls-key "$SMTPBENCH_TLS_KEY"
 [ -n "$WORKERS" ] && set -- "$@" --workers "$WORKERS"
