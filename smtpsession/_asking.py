@@ -119,7 +119,8 @@ def rcpt_to(host: AskingHost, ev: RcptTo) -> None:
 def auth(host: AskingHost, ev: Auth) -> None:
     def answer(value: Any, failure: Failure | None) -> None:
         ok = host.conn.auth_result(value, outcome(host, failure, "on_auth"))  # type: ignore[union-attr]
-        host.server.log_lines.authenticated(host.session, ok)  # type: ignore[arg-type]
+        username = ev.request.username
+        host.server.log_lines.authenticated(host.session, ok, username)  # type: ignore[arg-type]
 
     ask(host, host.server.pipeline.on_auth, (ev.request, host.session), "on_auth", answer)
 

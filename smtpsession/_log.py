@@ -187,13 +187,18 @@ class ConnectionLog:
             transactions=s.transaction - 1,
         )
 
-    def authenticated(self, s: Session, ok: bool) -> None:
-        # The username is logged; the password, token or digest never is.
+    def authenticated(self, s: Session, ok: bool, username: str | None) -> None:
+        """
+        One line per AUTH verdict, with the user name the client gave
+        (and the address), so that fail2ban-style tools can act on
+        failures; the password, token or digest is never logged.
+        """
         self.log.info(
-            "[{session_id}] authentication {result} for {user!r}",
+            "[{session_id}] authentication {result} for {user!r} from {client}",
             session_id=s.id,
             result="succeeded" if ok else "failed",
-            user=str(s.user) if ok else None,
+            user=str(s.user) if ok else username,
+            client=s.remote_address,
         )
 
     def transaction(

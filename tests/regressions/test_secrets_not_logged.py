@@ -165,6 +165,8 @@ def test_secrets_never_logged(
     # The capture is real: it saw authentications and the crash's traceback.
     assert "authentication succeeded" in everything
     assert "authentication failed" in everything
+    # The user name tried is logged with a failure (for fail2ban-style tools).
+    assert "authentication failed for 'alice' from 127.0.0.1" in everything
     assert "directory lookup failed" in everything and "Traceback" in everything
 
     secrets = set()
