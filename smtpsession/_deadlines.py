@@ -7,9 +7,10 @@ A connection has three, checked once a second by the server's sweep:
   - C{session_timeout}: the whole session, whatever the client does;
   - C{data_timeout}: a message body, from DATA (or the first BDAT) to its
     end (the wait for C{on_data}'s answer after it is C{hook_timeout}'s);
-  - C{socket_timeout}: time without progress (a complete command line or a
-    piece of body; bytes alone are not progress, or a client trickling a
-    byte a second would never be idle).  It runs while a hook is pending,
+  - C{socket_timeout}: time without progress (a complete command line, or
+    a piece of body: a line of DATA, a kilobyte, the end of a chunk; bytes
+    alone are not progress, or a client trickling a byte a second would
+    never be idle, in a command or in a body).  It runs while a hook is pending,
     and stops only while the body's reader lags: then the server stopped
     reading, not the client.
 """

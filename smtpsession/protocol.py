@@ -184,7 +184,8 @@ class SMTPServerProtocol(Protocol):
         conn.receive_data(data)
         self.process()
         if conn.progress != progress:
-            # A command line or a piece of body: the client is not idle.
+            # A command line or a piece of body (the core says which is
+            # which: see _core.body.BODY_PROGRESS): the client is not idle.
             # (Bytes alone do not count: one a second is a slowloris.)
             self._last_activity = self._server.clock.seconds()
 

@@ -45,6 +45,15 @@ __all__ = [
 
 _BDAT_ARGS = re.compile(rb"([0-9]{1,15})(?: +(LAST))? *\Z", re.IGNORECASE)
 
+#: Body bytes that count as progress for the idle timer (C{socket_timeout})
+#: even without a line end.  A body is progress when it ends, when a DATA
+#: line ends, or when this many bytes have come since the last progress:
+#: never byte by byte, or a client trickling a body a byte a second would
+#: hold its connection until C{data_timeout} (ten times longer by default),
+#: however short the idle timeout.  A real client, however slow its link,
+#: sends a kilobyte or a line well within the timeout.
+BODY_PROGRESS = 1024
+
 
 def _bare_rejection() -> BodyRejected:
     return BodyRejected(
@@ -99,7 +108,10 @@ def read_data(st: SessionState) -> Any:
     body, end = framer.feed(chunk)
     st.buf = chunk[end:] if end >= 0 else b""
     st.pos = 0
-    st.progress += 1
+    if end >= 0:
+        _advanced(st)
+    else:
+        _received(st, chunk, True)
     events: list[Any] = []
     if body:
         _body_piece(st, body, framer.bare, events)
@@ -191,7 +203,10 @@ def read_bdat(st: SessionState) -> Any:
         body, end = framer.feed(chunk)
         st.buf = chunk[end:] if end >= 0 else b""
         st.pos = 0
-        st.progress += 1
+        if end >= 0:
+            _advanced(st)
+        else:
+            _received(st, chunk, False)
         if body:
             _body_piece(st, body, framer.bare, events)
         if end < 0:
@@ -220,6 +235,25 @@ def _start_body(st: SessionState) -> None:
     st.body_open = True
     st.body_length = 0
     st.rejected = None
+    st.unproven = 0
+
+
+def _advanced(st: SessionState) -> None:
+    """The body (or a BDAT chunk) ended: progress."""
+    st.progress += 1
+    st.unproven = 0
+
+
+def _received(st: SessionState, chunk: bytes, lines: bool) -> None:
+    """
+    Body bytes that do not end it: progress once they add up to
+    L{BODY_PROGRESS}, or (in DATA, C{lines}) when they end a line.
+    """
+    n = st.unproven + len(chunk)
+    if n >= BODY_PROGRESS or (lines and b"\n" in chunk):
+        st.progress += 1
+        n = 0
+    st.unproven = n
 
 
 def _reject(st: SessionState, ev: BodyRejected) -> BodyRejected:

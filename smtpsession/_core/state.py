@@ -120,6 +120,7 @@ class SessionState:
         "rejected",
         "queued",
         "progress",
+        "unproven",
     )
 
     def __init__(self, cfg: CoreConfig, session: Session) -> None:
@@ -161,8 +162,11 @@ class SessionState:
         self.queued: list[Any] | None = None  # events of one step beyond the first
         #: Counts complete command lines and body pieces: the idle timer
         #: measures time without progress, not without bytes (a client
-        #: trickling a command a byte at a time is idle).
+        #: trickling a command a byte at a time is idle).  See
+        #: L{smtpsession._core.body.BODY_PROGRESS} for what a body piece is.
         self.progress = 0
+        #: Body bytes received since the body last counted as progress.
+        self.unproven = 0
         self.update_transmission_type()
 
     # -- what the phase and the flags say ---------------------------------------

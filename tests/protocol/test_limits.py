@@ -157,6 +157,49 @@ def test_trickling_bytes_is_cut_at_the_idle_timeout() -> None:
     assert out == ["421 4.4.2 Timeout - closing connection"]
 
 
+@pytest.mark.parametrize("verb", ["DATA", "BDAT 100000 LAST"])
+def test_trickling_body_bytes_is_cut_at_the_idle_timeout(verb: str) -> None:
+    """A body sent a byte a second is no more progress than a command line
+    sent so: the idle timer cuts it, not only data_timeout (off here)."""
+    c = FakeServer(socket_timeout=10, data_timeout=0).connect()
+    c.lines("EHLO c", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>")
+    if verb == "DATA":
+        assert codes(c.lines("DATA")) == [354]
+    else:
+        assert c.send(b"BDAT 100000 LAST\r\n") == []
+    out = []
+    for _ in range(12):
+        c.send(b"x")
+        out += c.advance(1)
+    assert out == ["421 4.4.2 Timeout - closing connection"]
+
+
+@pytest.mark.parametrize(
+    ("piece", "verb"),
+    [
+        (b"a short line\r\n", "DATA"),  # lines, however slow
+        (b"y" * 300, "DATA"),  # no line end, but bytes that add up
+        (b"z" * 300, "BDAT 100000 LAST"),
+    ],
+)
+def test_a_slow_body_is_still_progress(piece: bytes, verb: str) -> None:
+    """A slow but real body is not idle: lines, or a kilobyte within the
+    timeout (300 bytes every 2 s), keep the session going for 40 s, four
+    idle timeouts."""
+    c = FakeServer(socket_timeout=10, data_timeout=0).connect()
+    c.lines("EHLO c", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>")
+    if verb == "DATA":
+        c.lines("DATA")
+    else:
+        c.send(b"BDAT 100000 LAST\r\n")
+    out = []
+    for _ in range(20):
+        c.send(piece)
+        out += c.advance(2)
+    assert out == []
+    assert c.connected
+
+
 def test_complete_commands_keep_a_session_alive_until_session_timeout() -> None:
     c = FakeServer(socket_timeout=60, session_timeout=300).connect()
     out = []
