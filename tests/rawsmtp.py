@@ -18,9 +18,18 @@ class RawClient:
     """One SMTP connection driven line by line."""
 
     def __init__(
-        self, host: str, port: int, timeout: float = 10.0, *, read_greeting: bool = True
+        self,
+        host: str,
+        port: int,
+        timeout: float = 10.0,
+        *,
+        read_greeting: bool = True,
+        source: str | None = None,
     ) -> None:
-        self.sock: socket.socket = socket.create_connection((host, port), timeout=timeout)
+        """C{source}: the local address to connect from (e.g. 127.0.0.2)."""
+        self.sock: socket.socket = socket.create_connection(
+            (host, port), timeout=timeout, source_address=(source, 0) if source else None
+        )
         self._buf = b""
         self.greeting = self.reply() if read_greeting else None
 
