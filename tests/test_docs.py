@@ -146,6 +146,8 @@ def test_docs_build_with_warnings_as_errors(built: Path) -> None:
         "tutorial",
         "cookbook",
         "design",
+        "security",
+        "reliability",
         "benchmarks",
         "changelog",
         "deployment",
@@ -161,6 +163,26 @@ def test_docs_build_with_warnings_as_errors(built: Path) -> None:
         "reference/replies",
     ]:
         assert (built / f"{name}.html").is_file(), name
+
+
+@pytest.mark.parametrize("doc", ["security.md", "reliability.md"])
+def test_cited_tests_exist(doc: str) -> None:
+    """Every test that docs/security.md and docs/reliability.md name as
+    ``file::function`` exists (as a top-level function of that file)."""
+    import ast
+
+    cited = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", (DOCS / doc).read_text())
+    assert len(cited) >= 10
+    missing = []
+    for file, name in cited:
+        path = ROOT / file
+        tree = ast.parse(path.read_text()) if path.is_file() else ast.Module(body=[], type_ignores=[])
+        defined = {
+            n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+        }
+        if name not in defined:
+            missing.append(f"{file}::{name}")
+    assert not missing, missing
 
 
 def test_options_reference_has_every_option(built: Path) -> None:
