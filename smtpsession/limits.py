@@ -7,8 +7,10 @@ handler decides.
 Only what needs a clock is here.  The counts are kept where the thing
 counted lives: failed AUTHs and transactions per connection in the core
 (C{max_auth_failures}, C{max_transactions}), connections per address in
-the server's registry (C{max_connections_per_ip}, checked before a TLS
-handshake or a DNS query is spent on the connection).
+the server's registry (C{max_connections_per_ip}, checked once the
+address is final: after the PROXY header, and on an implicit-TLS port after
+the handshake, so that the refusal can be read; always before the reverse
+lookup and the hooks).
 """
 
 from __future__ import annotations
