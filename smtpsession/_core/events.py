@@ -119,8 +119,9 @@ class DataEnd(Event):
 
 class DataAborted(Event):
     """
-    The transaction ended before its body did (RSET, QUIT or a DATA after
-    BDAT): fail the stream and ignore C{on_data}'s result.  No answer.
+    The transaction ended before its body did (RSET, QUIT, a hello or
+    STARTTLS between BDAT chunks, a DATA after BDAT): fail the stream and
+    ignore C{on_data}'s result.  No answer.
     """
 
     __slots__ = ("reason",)
