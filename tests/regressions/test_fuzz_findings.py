@@ -113,7 +113,9 @@ LF_INSIDE = [
 def test_proxy_v1_header_with_a_bare_lf_is_refused(header: bytes, step: int | None) -> None:
     """Refused, whole or in pieces (it was accepted whole)."""
     parser = ProxyHeaderParser()
-    pieces = [header] if step is None else [header[i : i + step] for i in range(0, len(header), step)]
+    pieces = (
+        [header] if step is None else [header[i : i + step] for i in range(0, len(header), step)]
+    )
     with pytest.raises(ProxyError):
         for piece in pieces:
             assert parser.feed(piece) is None
