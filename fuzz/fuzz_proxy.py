@@ -64,6 +64,8 @@ def seeds() -> list[bytes]:
     for i, header in enumerate(headers):
         out.append(bytes([i]) + header + b"EHLO client.example\r\n")
         out.append(bytes([i]) + header[: len(header) // 2])
+    # A finding (tests/regressions/test_fuzz_findings.py): a bare LF in v1.
+    out.append(b"\x00PROXY UNKNOWN 001:192.0.2.7 192.0.2.1 5Tz\n\t& 25\r\nie!\x11le\r\n")
     return out
 
 

@@ -540,6 +540,12 @@ def seeds() -> list[bytes]:
     for i, tokens in enumerate(dialogues):
         out.append(bytes([0, i, 0x80 | (i + 1)]) + bytes(tokens))
         out.append(bytes([LMTP | STARTTLS, i, 0x80]) + bytes(tokens))
+    # Findings (tests/regressions/test_fuzz_findings.py): a hello, and
+    # STARTTLS, between BDAT chunks; a body over the size with a bare LF
+    # past the limit, cut between the two.
+    out.append(bytes([0, 4, 0x80 | 5]) + bytes([0, 3, 7, 13, 0]))
+    out.append(bytes([STARTTLS, 4, 0x80 | 5]) + bytes([0, 3, 7, 13, 35]))
+    out.append(bytes([SMALL, 4, 2]) + hello + mail + b"DATA\r\n" + b"x" * 400 + b"\nbare\r\n.\r\n")
     return out
 
 

@@ -25,6 +25,7 @@ this runs in every test run, within a few seconds.
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 from collections.abc import Sequence
@@ -577,7 +578,9 @@ class SessionMachine(RuleBasedStateMachine):
 
 TestSessionMachine = SessionMachine.TestCase
 TestSessionMachine.settings = settings(
-    max_examples=150,
+    # A few seconds in every test run; SMTPSESSION_MACHINE_EXAMPLES=5000
+    # for a long run (docs/fuzzing.md).
+    max_examples=int(os.environ.get("SMTPSESSION_MACHINE_EXAMPLES", "150")),
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
