@@ -140,6 +140,7 @@ def test_docs_build_with_warnings_as_errors(built: Path) -> None:
         "cookbook",
         "design",
         "benchmarks",
+        "fuzzing",
         "changelog",
         "deployment",
         "conformance",

@@ -1,7 +1,7 @@
 """
-What fuzzing found (docs/fuzzing.md, "Crashes found and fixed"): each
-test here replays the input of a finding (and smaller ones like it), and
-fails without its fix.
+What the fuzzing work found (docs/fuzzing.md, "Crashes found and fixed"):
+each test here replays the input of a finding (and smaller ones like
+it), and fails without its fix.
 """
 
 from __future__ import annotations
