@@ -55,8 +55,8 @@ class _Wait(Deferred[Any], Parked):
 class StreamAborted(Exception):
     """
     The body will not arrive in full: the client disconnected or ended the
-    transaction (RSET, QUIT) in the middle of it.  Nothing of this message
-    may be kept.
+    transaction (RSET, QUIT, EHLO, STARTTLS) in the middle of it.  Nothing
+    of this message may be kept.
     """
 
 

@@ -149,6 +149,7 @@ def test_docs_build_with_warnings_as_errors(built: Path) -> None:
         "security",
         "reliability",
         "benchmarks",
+        "fuzzing",
         "changelog",
         "deployment",
         "conformance",

@@ -54,6 +54,9 @@ def starttls(st: SessionState, arg: bytes) -> Any:
     if st.session.secure:
         st.error(R.TLS_ACTIVE)
         return None
+    # TLS resets the session (RFC 3207 §4.2): a body in progress (between
+    # BDAT chunks) is aborted now, and the driver told before StartTLS.
+    ev = st.abort_body("STARTTLS")
     st.out.append(R.READY_TLS[st.esc])
     # RFC 3207 §4.2 / CVE-2011-0411: anything the client sent after
     # STARTTLS in the clear is dropped, never parsed.
@@ -61,4 +64,7 @@ def starttls(st: SessionState, arg: bytes) -> Any:
     st.pos = 0
     st.phase = TLS
     st.wait = HANDSHAKE
+    if ev is not None:
+        st.queued = [StartTLS()]
+        return ev
     return StartTLS()

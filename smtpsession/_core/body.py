@@ -117,6 +117,12 @@ def read_data(st: SessionState) -> Any:
         _body_piece(st, body, framer.bare, events)
     if end >= 0:
         st.framer = None
+        if framer.bare and st.rejected is not None and st.rejected.error.code == 552:
+            # Refused for its size by a segment that ended before the bare
+            # CR/LF: the body is refused as bare, as it is when that
+            # segment also holds the line ending (or the body comes whole),
+            # so the reply does not depend on how the body was cut.
+            st.rejected = _bare_rejection()
         events.append(_finish_body(st))
     return _emit(st, events) or NEED_DATA
 

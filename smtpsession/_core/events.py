@@ -94,7 +94,9 @@ class BodyRejected(Event):
     """
     The core refuses the body being received (bare CR/LF, size): end the
     stream with C{error} now; no more chunks follow, the rest of the body
-    is drained, and L{DataEnd} will carry the same reply.
+    is drained, and L{DataEnd} will carry the final reply: the same, or
+    the bare CR/LF refusal if one shows up in a body refused for its size
+    (a bare CR/LF decides, whatever the segments).
     """
 
     __slots__ = ("error",)
@@ -106,8 +108,8 @@ class BodyRejected(Event):
 class DataEnd(Event):
     """
     The body is complete: end the stream, wait for C{on_data}'s result and
-    answer with C{data_result}.  C{rejected} is the core's own verdict (a
-    L{BodyRejected} sent earlier), which wins over the handler's.
+    answer with C{data_result}.  C{rejected} is the core's own verdict
+    (after a L{BodyRejected}), which wins over the handler's.
     """
 
     __slots__ = ("byte_length", "rejected")
@@ -119,8 +121,9 @@ class DataEnd(Event):
 
 class DataAborted(Event):
     """
-    The transaction ended before its body did (RSET, QUIT or a DATA after
-    BDAT): fail the stream and ignore C{on_data}'s result.  No answer.
+    The transaction ended before its body did (RSET, QUIT, a hello or
+    STARTTLS between BDAT chunks, a DATA after BDAT): fail the stream and
+    ignore C{on_data}'s result.  No answer.
     """
 
     __slots__ = ("reason",)

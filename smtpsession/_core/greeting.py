@@ -14,6 +14,7 @@ import re
 from sys import intern
 
 from smtpsession._core import replies as R
+from smtpsession._core.events import DataAborted
 from smtpsession._core.replies import format_reply
 from smtpsession._core.state import SessionState
 
@@ -80,42 +81,49 @@ def _helo_text(st: SessionState) -> str:
     return template
 
 
-def _greeted(st: SessionState, command: str, name: str) -> None:
+def _greeted(st: SessionState, command: str, name: str) -> DataAborted | None:
+    """
+    Record the hello and reset the transaction, as RSET does (RFC 5321
+    §4.1.4): a body in progress (between BDAT chunks) is aborted, and the
+    event tells the driver so.
+    """
     s = st.session
     s.opening_command = command
     s.host_name_appears_as = name
+    ev = st.abort_body(command)
     st.reset_transaction()
     st.update_transmission_type()
+    return ev
 
 
-def helo(st: SessionState, arg: bytes) -> None:
+def helo(st: SessionState, arg: bytes) -> DataAborted | None:
     name = _hello_argument(st, arg, R.HELO_SYNTAX)
     if name is None:
         return None
     st.esc = 0
-    _greeted(st, "HELO", name)
+    ev = _greeted(st, "HELO", name)
     st.out.append(format_reply(250, _helo_text(st)))
-    return None
+    return ev
 
 
-def ehlo(st: SessionState, arg: bytes) -> None:
+def ehlo(st: SessionState, arg: bytes) -> DataAborted | None:
     name = _hello_argument(st, arg, R.EHLO_SYNTAX)
     if name is None:
         return None
-    _greeted(st, "EHLO", name)
+    ev = _greeted(st, "EHLO", name)
     st.esc = 0 if st.cfg.options.hide_enhancedstatuscodes else 1
     st.out.append(_ehlo_reply(st))
-    return None
+    return ev
 
 
-def lhlo(st: SessionState, arg: bytes) -> None:
+def lhlo(st: SessionState, arg: bytes) -> DataAborted | None:
     name = _hello_argument(st, arg, R.LHLO_SYNTAX)
     if name is None:
         return None
-    _greeted(st, "LHLO", name)
+    ev = _greeted(st, "LHLO", name)
     st.esc = 0 if st.cfg.options.hide_enhancedstatuscodes else 1
     st.out.append(_ehlo_reply(st))
-    return None
+    return ev
 
 
 def helo_in_lmtp(st: SessionState, arg: bytes) -> None:

@@ -172,13 +172,17 @@ class ProxyHeaderParser:
             head = buf[:6]
             if b"PROXY "[: len(head)] != head:
                 raise ProxyError("not a PROXY header")
-            end = buf.find(b"\r\n")
+            # The header ends at its first LF, which must follow a CR: a
+            # bare LF before a CRLF is refused whether or not the CRLF has
+            # arrived yet, so the verdict does not depend on the segments.
+            end = buf.find(b"\n")
             if end < 0:
                 if len(buf) >= _V1_MAX:
                     raise ProxyError("v1 header too long")
-                if b"\n" in buf:
-                    raise ProxyError("v1 header must end with CRLF")
                 return None
+            end -= 1
+            if buf[end] != 13:
+                raise ProxyError("v1 header must end with CRLF")
             if end + 2 > _V1_MAX:
                 raise ProxyError("v1 header too long")
             try:
