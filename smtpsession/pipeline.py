@@ -159,7 +159,3 @@ class Pipeline:
                 assert chain is not None
                 chain = _link(method, chain, keeps_address)
             setattr(self, name, chain)
-
-    def has(self, name: str) -> bool:
-        """Whether anything (a filter or the handler) answers hook C{name}."""
-        return getattr(self, name) is not None

@@ -100,18 +100,9 @@ def read_data(st: SessionState) -> Any:
     """One step of DATA: a chunk, a rejection, the end, or NEED_DATA."""
     framer = st.framer
     assert framer is not None
-    buf = st.buf
-    pos = st.pos
-    if pos >= len(buf):
+    if st.pos >= len(st.buf):
         return NEED_DATA
-    chunk = buf[pos:] if pos else buf
-    body, end = framer.feed(chunk)
-    st.buf = chunk[end:] if end >= 0 else b""
-    st.pos = 0
-    if end >= 0:
-        _advanced(st)
-    else:
-        _received(st, chunk, True)
+    body, end = _feed(st, framer, True)
     events: list[Any] = []
     if body:
         _body_piece(st, body, framer.bare, events)
@@ -201,18 +192,9 @@ def read_bdat(st: SessionState) -> Any:
     assert framer is not None
     events: list[Any] = []
     if framer.remaining:
-        buf = st.buf
-        pos = st.pos
-        if pos >= len(buf):
+        if st.pos >= len(st.buf):
             return NEED_DATA
-        chunk = buf[pos:] if pos else buf
-        body, end = framer.feed(chunk)
-        st.buf = chunk[end:] if end >= 0 else b""
-        st.pos = 0
-        if end >= 0:
-            _advanced(st)
-        else:
-            _received(st, chunk, False)
+        body, end = _feed(st, framer, False)
         if body:
             _body_piece(st, body, framer.bare, events)
         if end < 0:
@@ -242,6 +224,24 @@ def _start_body(st: SessionState) -> None:
     st.body_length = 0
     st.rejected = None
     st.unproven = 0
+
+
+def _feed(st: SessionState, framer: DataFramer | BdatFramer, lines: bool) -> tuple[bytes, int]:
+    """
+    Give the framer what is buffered; keep what follows the body's end (or
+    the chunk's), and count the progress (see L{BODY_PROGRESS}).
+    """
+    buf = st.buf
+    pos = st.pos
+    chunk = buf[pos:] if pos else buf
+    body, end = framer.feed(chunk)
+    st.buf = chunk[end:] if end >= 0 else b""
+    st.pos = 0
+    if end >= 0:
+        _advanced(st)
+    else:
+        _received(st, chunk, lines)
+    return body, end
 
 
 def _advanced(st: SessionState) -> None:

@@ -107,20 +107,21 @@ def helo(st: SessionState, arg: bytes) -> DataAborted | None:
 
 
 def ehlo(st: SessionState, arg: bytes) -> DataAborted | None:
-    name = _hello_argument(st, arg, R.EHLO_SYNTAX)
-    if name is None:
-        return None
-    ev = _greeted(st, "EHLO", name)
-    st.esc = 0 if st.cfg.options.hide_enhancedstatuscodes else 1
-    st.out.append(_ehlo_reply(st))
-    return ev
+    return _extended_hello(st, arg, "EHLO", R.EHLO_SYNTAX)
 
 
 def lhlo(st: SessionState, arg: bytes) -> DataAborted | None:
-    name = _hello_argument(st, arg, R.LHLO_SYNTAX)
+    return _extended_hello(st, arg, "LHLO", R.LHLO_SYNTAX)
+
+
+def _extended_hello(
+    st: SessionState, arg: bytes, verb: str, syntax: R.Pair
+) -> DataAborted | None:
+    """EHLO or LHLO: the capabilities, and enhanced status codes from now on."""
+    name = _hello_argument(st, arg, syntax)
     if name is None:
         return None
-    ev = _greeted(st, "LHLO", name)
+    ev = _greeted(st, verb, name)
     st.esc = 0 if st.cfg.options.hide_enhancedstatuscodes else 1
     st.out.append(_ehlo_reply(st))
     return ev
