@@ -22,7 +22,9 @@ The internals:
   - C{twisted.logger.globalLogPublisher._observers} and
     C{FileLogObserver._outFile}: where twistd's log goes, so that the
     transaction log can be written there in batches (a log event costs
-    more than receiving a small message).
+    more than receiving a small message), and so that the daemon can put a
+    filter in front of twistd's observer (the per-lookup chatter of
+    twisted.names' UDP ports).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "tls_wrapper_protocol",
     "sole_text_log_file",
     "still_sole_observer",
+    "wrap_sole_observer",
 ]
 
 
@@ -168,12 +171,33 @@ def sole_text_log_file() -> tuple[Any, Any] | None:
     if not isinstance(observers, list) or len(observers) != 1:
         return None
     observer = observers[0]
-    if type(observer) is not FileLogObserver:
+    # Our own filter in front of it (smtpsession._log.ResolverChatterFilter)
+    # formats as the observer it wraps.
+    text = getattr(observer, "text_observer", observer)
+    if type(text) is not FileLogObserver:
         return None
-    out = getattr(observer, "_outFile", None)
-    if out is None or getattr(observer, "_encoding", "utf-8") is not None:
+    out = getattr(text, "_outFile", None)
+    if out is None or getattr(text, "_encoding", "utf-8") is not None:
         return None  # not a text file: leave it to the observer
     return observer, out
+
+
+def wrap_sole_observer(wrap: Callable[[Any], Any]) -> bool:
+    """
+    Put C{wrap(observer)} in place of the one log observer (twistd's), so
+    that it sees every event first; C{False}, changing nothing, when there
+    is not exactly one.  Reads C{globalLogPublisher._observers}; the
+    replacement itself uses the public C{removeObserver}/C{addObserver}.
+    """
+    from twisted.logger import globalLogPublisher
+
+    observers = getattr(globalLogPublisher, "_observers", None)
+    if not isinstance(observers, list) or len(observers) != 1:
+        return False
+    observer = observers[0]
+    globalLogPublisher.removeObserver(observer)
+    globalLogPublisher.addObserver(wrap(observer))
+    return True
 
 
 def still_sole_observer(observer: Any) -> bool:

@@ -90,6 +90,11 @@ class SMTPServerFactory(ServerFactory):
         """Whether AUTH can be offered (credentials can be checked)."""
         return self._server.auth_enabled
 
+    @property
+    def starttls_configured(self) -> bool:
+        """Whether a certificate is configured, so STARTTLS is offered on plain TCP."""
+        return self._server.tls.context is not None
+
     def core_config(self, tls_available: bool) -> CoreConfig:
         return self._server.core_config(tls_available)
 

@@ -155,7 +155,8 @@ class SMTPServerOptions:
         10.0, "tls-handshake-timeout", "Seconds a TLS handshake may take."
     )
     tls_min_version: str = _opt(
-        "TLSv1.2", "tls-min-version", "Lowest TLS version accepted."
+        "TLSv1.2", "tls-min-version",
+        "Lowest TLS version accepted: TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3.",
     )
     tls_ciphers: str | None = _opt(
         None,
@@ -190,8 +191,7 @@ class SMTPServerOptions:
     max_allowed_unauthenticated_commands: int | None = _opt(
         10,
         "max-unauthenticated-commands",
-        "Commands allowed before AUTH when AUTH is required "
-        "(0 or None: no limit).",
+        "Commands allowed before AUTH when AUTH is required (0: no limit).",
     )
     credentials_checker: Any = _opt(
         None,
@@ -228,9 +228,10 @@ class SMTPServerOptions:
     reject_oversized: bool = _opt(
         True,
         "no-reject-oversized",
-        "Answer 552 to messages larger than size whatever the handler says (and "
-        "refuse a BDAT chunk that would go over it, closing the session); on by "
-        "default, the flag lets the handler decide (stream.size_exceeded).",
+        "Turn off the size check of the core and let the handler decide "
+        "(stream.size_exceeded); by default a message larger than size gets "
+        "552 whatever the handler says, and a BDAT chunk that would go over it "
+        "is refused and the session closed.",
     )
     max_recipients: int = _opt(
         1000,
@@ -332,9 +333,9 @@ class SMTPServerOptions:
     transaction_log: bool = _opt(
         True,
         "no-transaction-log",
-        "Log one line per transaction (sender, recipients, size, result, "
-        "duration), and connections at debug level; on by default, the "
-        "flag turns it off.",
+        "Turn off the transaction log (by default one line per transaction: "
+        "sender, recipients, size, result, duration; connections at debug "
+        "level).",
     )
 
     # --- network identity, proxies ------------------------------------------

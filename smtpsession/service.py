@@ -22,6 +22,7 @@ gets SIGTERM, which is how the daemon drains.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -208,14 +209,25 @@ class SMTPService(Service):
         self.ports = [p for p in slots if p is not None]
         host = port.getHost()
         self.log.info(
-            "smtpsession listening on {address} ({core} core)",
+            "smtpsession listening on {address} ({what}, {core} core){hint}",
             address=_describe(host),
+            what=self._what(self._descriptions[i]),
             core=_core_build(),
+            hint=_public_hint(host),
         )
         if not self._pending and self._listening:
             waiters, self._waiters = self._waiters, []
             for w in waiters:
                 w.callback(list(self.ports))
+
+    def _what(self, description: str | IStreamServerEndpoint) -> str:
+        """What the port speaks: SMTP or LMTP, and its TLS, for the listening line."""
+        what = "LMTP" if self.factory.options.lmtp else "SMTP"
+        if isinstance(description, str) and description.split(":", 1)[0].lower() in ("ssl", "tls"):
+            return f"{what} over TLS"
+        if self.factory.starttls_configured:
+            return f"{what} with STARTTLS"
+        return what
 
     def _listen_failed(
         self,
@@ -237,6 +249,22 @@ class SMTPService(Service):
         waiters, self._waiters = self._waiters, []
         for w in waiters:
             w.errback(self._failure)
+
+
+def _public_hint(address: Any) -> str:
+    """
+    For a loopback address, how to listen publicly: the daemon's default
+    listens on 127.0.0.1 only (a fresh Maildir server open to the Internet
+    is not a safe default), and a user who wants more must learn how here.
+    """
+    host = getattr(address, "host", None)
+    try:
+        loopback = host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return ""
+    return "; loopback only: --port tcp:25 (or tcp6:25) listens on every interface"
 
 
 def _describe(address: Any) -> str:

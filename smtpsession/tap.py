@@ -24,17 +24,19 @@ import dataclasses
 import importlib
 import inspect
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from twisted.python import usage
 
+from smtpsession._log import ResolverChatterFilter
 from smtpsession.options import COMMANDS, SMTPServerOptions, trusted_networks
 from smtpsession.service import ListenError, SMTPService
 
 __all__ = ["BUILTIN_HANDLERS", "Options", "load_handler", "makeService"]
 
-DEFAULT_PORT = "tcp:2525"
+DEFAULT_PORT = "tcp:2525:interface=127.0.0.1"
 DEFAULT_MAILDIR = "./Maildir"
 
 #: Short names accepted by C{--handler}.
@@ -211,7 +213,7 @@ class Options(usage.Options):
 
     synopsis = "[--port ENDPOINT]... [--handler HANDLER] [options]"
     longdesc = (
-        "An SMTP/LMTP server.  By default it listens on tcp:2525 and stores "
+        "An SMTP/LMTP server.  By default it listens on 127.0.0.1 port 2525 and stores "
         "every message in ./Maildir.  --handler names your own handler: "
         "module.Class (instantiated with the --handler-option KEY=VALUE "
         "values as keyword arguments), module:attribute (an object), or a "
@@ -263,6 +265,25 @@ class Options(usage.Options):
         self.handler: object = None
         self.endpoints: list[str] = []
         self.factory: Any = None
+
+    def parseOptions(self, options: Any = None) -> None:
+        """
+        As usage.Options does; but as twistd's subcommand, a usage error is
+        one line on standard error and exit status 2 (twistd would print
+        its whole help, some 120 lines, above it, and exit 1).
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            # usage.Options puts this before the coercer's own message.
+            message = str(e).removeprefix("Parameter type enforcement failed: ")
+            if self.parent is None:
+                raise usage.UsageError(message) from None
+            sys.stderr.write(
+                f"twistd smtpsession: error: {message}\n"
+                "(twistd smtpsession --help lists every flag)\n"
+            )
+            raise SystemExit(2) from None
 
     def opt_maildir(self, path: str) -> None:
         """Directory of the default Maildir handler (created if missing) [default: ./Maildir]."""
@@ -421,28 +442,74 @@ def load_handler(spec: str) -> object:
     The object C{--handler} names: C{module.Class}, C{module:attribute}
     (dotted attributes allowed) or a built-in short name.
 
+    Modules are found in the current directory too, as gunicorn and uvicorn
+    find an application there: C{twistd} does not put it on C{sys.path}, and
+    a handler module beside the user is the first thing a new user writes.
+    Twisted's C{namedAny} is not used because its one error ("does not name
+    an object") hides whether the module is missing, fails to import, or
+    lacks the attribute; each of those gets its own message here.
+
     @raise usage.UsageError: when it cannot be imported.
     """
     name = BUILTIN_HANDLERS.get(spec.lower(), spec)
-    try:
-        if ":" in name:
-            module_name, _, attribute = name.partition(":")
-            obj: Any = importlib.import_module(module_name)
-            for part in attribute.split("."):
+    if ":" in name:
+        module_name, _, attribute = name.partition(":")
+        candidates = [(module_name, attribute.split("."))]
+    elif "." in name:
+        parts = name.split(".")
+        # Longest module first: a.b.C may be class C of module a.b.
+        candidates = [(".".join(parts[:i]), parts[i:]) for i in range(len(parts) - 1, 0, -1)]
+    else:
+        raise usage.UsageError(
+            f"--handler {spec!r}: give module.Class, module:attribute, or one of "
+            + ", ".join(BUILTIN_HANDLERS)
+        )
+    _search_current_directory()
+    for module_name, attributes in candidates:
+        module = _import_handler_module(spec, module_name)
+        if module is None:
+            continue
+        obj: Any = module
+        for i, part in enumerate(attributes):
+            try:
                 obj = getattr(obj, part)
-            return obj
-        if "." not in name:
-            raise usage.UsageError(
-                f"--handler {spec!r}: give module.Class, module:attribute, or one of "
-                + ", ".join(BUILTIN_HANDLERS)
-            )
-        from twisted.python.reflect import namedAny
+            except AttributeError:
+                owner = ".".join([module_name, *attributes[:i]])
+                raise usage.UsageError(
+                    f"--handler {spec!r}: {owner} has no attribute {part!r}"
+                ) from None
+        return obj
+    raise usage.UsageError(
+        f"--handler {spec!r}: no module named {candidates[-1][0]!r} "
+        f"(looked in the current directory, {os.getcwd()}, and on sys.path)"
+    )
 
-        return namedAny(name)
-    except usage.UsageError:
-        raise
+
+def _search_current_directory() -> None:
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def _import_handler_module(spec: str, module_name: str) -> Any:
+    """
+    The module, or None when it does not exist (so that a shorter prefix may
+    be tried); a module that exists but fails to import is an error naming
+    the module and its own exception.
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        missing = e.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            return None
+        raise usage.UsageError(
+            f"--handler {spec!r}: module {module_name!r} failed to import: {_one_line(e)}"
+        ) from None
     except Exception as e:
-        raise usage.UsageError(f"--handler {spec!r} cannot be imported: {_one_line(e)}") from None
+        raise usage.UsageError(
+            f"--handler {spec!r}: module {module_name!r} failed to import: {_one_line(e)}"
+        ) from None
 
 
 def build_handler(spec: str, target: object, kwargs: dict[str, Any]) -> object:
@@ -528,13 +595,33 @@ class _DaemonService(SMTPService):
 
     foreground = False
 
+    def startService(self) -> None:
+        # twistd has begun logging: quiet twisted.names' per-query UDP port
+        # lines before the transaction log looks at the observer.
+        ResolverChatterFilter.install()
+        super().startService()
+
+    #: twistd's pid file, removed when the service cannot start (twistd
+    #: would leave it behind, and the next start would find it stale).
+    pidfile = ""
+
     def privilegedStartService(self) -> None:
         try:
             super().privilegedStartService()
         except ListenError as e:
             if not self.foreground:
                 raise
+            self._remove_pidfile()
             raise SystemExit(f"twistd smtpsession: {e}") from None
+
+    def _remove_pidfile(self) -> None:
+        try:
+            with open(self.pidfile) as f:
+                ours = f.read().strip() == str(os.getpid())
+            if ours:
+                os.remove(self.pidfile)
+        except (OSError, ValueError):
+            pass
 
 
 def makeService(options: Options) -> SMTPService:
@@ -546,6 +633,7 @@ def makeService(options: Options) -> SMTPService:
     if parent is not None:
         try:
             service.foreground = bool(parent["nodaemon"])
+            service.pidfile = parent["pidfile"] or ""
         except KeyError:
             pass
     return service

@@ -547,6 +547,37 @@ def test_lmtp_deliver(tmp_path: Path) -> None:
     assert list((bob / "new").iterdir()) == []
 
 
+def test_lmtp_sendmail_pitfall_is_documented() -> None:
+    """Issue 17, point 10: the testing guide suggests smtplib.LMTP, so it must
+    say that its sendmail reads one reply, and show the getreply() way that
+    test_lmtp_deliver above exercises."""
+    text = " ".join((DOCS / "howto" / "testing.rst").read_text().split())
+    assert "reads only the *first* reply after the body" in text
+    assert "client.getreply() for _ in accepted[1:]" in text
+
+
+def test_no_page_installs_from_an_index() -> None:
+    """Issue 17, point 3: smtpsession is not on a package index, so no page
+    may tell a user to ``pip install smtpsession`` (the name alone)."""
+    pages = [ROOT / "README.md", *DOCS.rglob("*.rst"), *DOCS.rglob("*.md")]
+    pages = [p for p in pages if "_build" not in p.parts]
+    for page in pages:
+        for line in page.read_text().splitlines():
+            assert not re.search(r"pip install smtpsession(\s|$)", line), (page.name, line)
+
+
+def test_what_the_quick_start_leaves_is_ignored_by_git() -> None:
+    """Issue 17, point 9: the README's quick start, run in a checkout, leaves
+    a virtualenv, a Maildir and twistd's pid and log files; git ignores them."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = [".venv/bin/python", ".venv-2/bin/python", "Maildir/new/1", "twistd.pid", "twistd.log"]
+    result = subprocess.run(
+        ["git", "check-ignore", "--no-index", *paths], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.stdout.split() == paths, result.stdout + result.stderr
+
+
 def test_size_policy() -> None:
     """
     Anonymous senders are held to the smaller limit, declared (at MAIL) or

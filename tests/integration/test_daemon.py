@@ -178,7 +178,11 @@ def test_readme_run_command_with_swaks(tmp_path: Path, daemons: list[Daemon]) ->
             pytest.fail("port 2525 is busy; the README command needs it")
     d = Daemon(tmp_path, [twistd(), "-n", "smtpsession"])
     daemons.append(d)
-    assert d.wait_for(re.compile(r"smtpsession listening on [^:]+:2525 \((pure-Python|compiled) core\)"))
+    # Loopback only by default, and the line says how to listen publicly.
+    assert d.wait_for(re.compile(
+        r"smtpsession listening on 127\.0\.0\.1:2525 \(SMTP, (pure-Python|compiled) core\); "
+        r"loopback only: --port tcp:25 \(or tcp6:25\) listens on every interface"
+    ))  # fmt: skip
     sent = subprocess.run(
         [
             swaks, "--server", "127.0.0.1:2525", "--from", "alice@example.org",
@@ -355,18 +359,40 @@ def test_port_in_use(tmp_path: Path) -> None:
     assert_one_line_error(result, f"cannot listen (Address already in use) on tcp:{port}")
 
 
+def test_a_failed_start_leaves_no_pid_file(tmp_path: Path) -> None:
+    """Issue 17, point 9: twistd writes twistd.pid before the service starts;
+    a start that fails must not leave it behind."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [twistd(), "-n", "smtpsession", "--port", f"tcp:{port}:interface=127.0.0.1"],
+            cwd=tmp_path, env=daemon_env(), stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert_one_line_error(result, "Address already in use")
+    assert not (tmp_path / "twistd.pid").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
         (["--size", "lots"], "--size wants a whole number"),
-        (["--handler", "no_such_module.Handler"], "--handler 'no_such_module.Handler' cannot be imported"),
+        (["--handler", "no_such_module.Handler"], "--handler 'no_such_module.Handler': no module named 'no_such_module'"),
         (["--tls-cert", "/nonexistent/cert.pem"], "--tls-cert /nonexistent/cert.pem"),
         (["--port", "tcp:not-a-port"], "--port 'tcp:not-a-port'"),
     ],
 )
 def test_bad_command_line(tmp_path: Path, args: list[str], needle: str) -> None:
-    """Usage errors end twistd with status 1 and the message, no traceback."""
-    assert_one_line_error(run_daemon(tmp_path, *args), needle)
+    """Usage errors end twistd with status 2 and one line naming the flag:
+    no traceback, and not under twistd's 120 lines of help (issue 17,
+    point 6)."""
+    result = run_daemon(tmp_path, *args)
+    assert_one_line_error(result, needle)
+    assert result.returncode == 2, result
+    assert result.stdout == "", result.stdout
+    assert len(result.stderr.splitlines()) == 2, result.stderr
 
 
 def test_unreadable_certificate(tmp_path: Path) -> None:
@@ -463,3 +489,24 @@ def test_transaction_log_lines_under_twistd(
     connection = [m for m in map(CONNECTION_LINE.match, lines) if m]
     assert len(connection) == 2, text()
     assert "Traceback" not in text()
+
+
+def test_reverse_lookups_add_no_lines(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """
+    Issue 17, point 4: with reverse lookups on (the default), Twisted logged
+    four lines per connection for the UDP port of each DNS query; the log
+    now has the transaction line and nothing about UDP ports.
+    """
+    d = start(daemons, tmp_path, "--port", LOCAL, "--handler", "sink")
+    port = d.port()
+    for _ in range(2):
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+            client.sendmail("a@example.org", ["b@example.com"], b"Subject: x\r\n\r\nhi\r\n")
+    deadline = time.monotonic() + 20
+    while d.output.count("result=250") < 2:
+        assert time.monotonic() < deadline, d.output
+        time.sleep(0.05)
+    d.signal(signal.SIGTERM)
+    assert_clean_exit(d)
+    assert "DNSDatagramProtocol" not in d.output, d.output
+    assert "UDP Port" not in d.output, d.output

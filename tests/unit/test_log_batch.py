@@ -123,3 +123,61 @@ def test_the_shim_finds_twistds_observer() -> None:
     assert publisher._observers == [observer]
     assert observer._outFile is out
     assert observer._encoding is None
+
+
+# ---------------------------------------------------------------------------
+# The daemon's filter of twisted.names' per-query UDP port lines
+# ---------------------------------------------------------------------------
+
+
+def legacy(text: str) -> dict[str, Any]:
+    """An event as twisted.python.log.msg(text) makes it."""
+    return {
+        "message": (text,), "system": "-", "isError": 0, "log_text": text,
+        "log_format": "{log_text}", "log_level": LogLevel.info, "log_namespace": "log_legacy",
+    }  # fmt: skip
+
+
+def test_resolver_chatter_is_dropped_and_nothing_else() -> None:
+    """Issue 17, point 4: four lines per reverse lookup, none of them kept."""
+    from smtpsession._log import ResolverChatterFilter
+
+    seen: list[dict[str, Any]] = []
+    quiet = ResolverChatterFilter(seen.append)
+    for text in (
+        "DNSDatagramProtocol starting on 33616",
+        "Starting protocol <twisted.names.dns.DNSDatagramProtocol object at 0x7fbde540ed50>",
+        "(UDP Port 33616 Closed)",
+        "Stopping protocol <twisted.names.dns.DNSDatagramProtocol object at 0x7fbde540ed50>",
+    ):
+        quiet(legacy(text))
+    assert seen == []
+    kept = [
+        legacy("(UDP Port 4000 Closed)"),  # a port not opened for DNS
+        legacy("Starting protocol <myapp.Statsd object at 0x1>"),
+        legacy("DNSDatagramProtocol starting on 53 and more"),
+        {"log_format": "{text}", "text": "DNSDatagramProtocol starting on 1", "log_namespace": "x"},
+    ]
+    for event in kept:
+        quiet(event)
+    assert seen == kept
+
+
+def test_the_transaction_log_is_batched_behind_the_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the filter in front of twistd's observer, the shim still finds
+    the file and the lines are formatted as the observer formats them."""
+    import twisted.logger
+    from twisted.logger import LogPublisher
+
+    from smtpsession._log import ResolverChatterFilter
+
+    out = io.StringIO()
+    observer = textFileLogObserver(out)
+    publisher = LogPublisher(observer)
+    monkeypatch.setattr(twisted.logger, "globalLogPublisher", publisher)
+    assert ResolverChatterFilter.install()
+    [quiet] = publisher._observers
+    assert isinstance(quiet, ResolverChatterFilter) and quiet.text_observer is observer
+    assert _twisted_shim.sole_text_log_file() == (quiet, out)
+    assert _twisted_shim.still_sole_observer(quiet)
+    assert LineBatch.attach(Clock(), Logger()) is not None

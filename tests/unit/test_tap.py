@@ -32,6 +32,12 @@ CONTRACT_FLAGS = [
 ]  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def _keep_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading a handler puts the current directory on sys.path: undo it."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+
 def parse(*argv: str) -> tap.Options:
     options = tap.Options()
     options.parseOptions(list(argv))
@@ -88,6 +94,24 @@ def test_switches_that_turn_things_off_say_so() -> None:
             assert f.metadata["flag"].startswith("no-"), f.name
 
 
+def test_help_of_a_no_flag_reads_as_turning_off() -> None:
+    """The help of every --no-... switch starts by saying what it turns off
+    (issue 17, point 8: --no-transaction-log read as if it turned logging on)."""
+    _, docs = flags_and_docs()
+    for flag, doc in docs.items():
+        if flag.startswith("no-"):
+            assert doc.split()[0] in ("Turn", "Do", "Never", "Skip", "Disable"), (flag, doc)
+
+
+def test_help_texts_name_their_values() -> None:
+    """Issue 17, point 8: no "None" a command line cannot give, and the TLS
+    versions listed."""
+    _, docs = flags_and_docs()
+    assert "None" not in docs["max-unauthenticated-commands"]
+    for version in ("TLSv1.2", "TLSv1.3"):
+        assert version in docs["tls-min-version"]
+
+
 def test_help_lists_flags() -> None:
     """--help output (what twistd prints) mentions the daemon and option flags."""
     text = str(tap.Options())
@@ -104,7 +128,7 @@ def test_defaults(tmp_path: Path) -> None:
     """No flags: port tcp:2525, the Maildir handler on ./Maildir, and the
     library's default options."""
     options = parse()
-    assert options.endpoints == ["tcp:2525"]
+    assert options.endpoints == ["tcp:2525:interface=127.0.0.1"]
     assert isinstance(options.handler, MaildirHandler)
     assert options.handler.path == str(tmp_path / "Maildir")
     assert not (tmp_path / "Maildir").exists(), "nothing is created while parsing"
@@ -313,6 +337,23 @@ def test_bad_command_lines(argv: list[str], expected: str) -> None:
     assert "\n" not in message and "Traceback" not in message
 
 
+def test_as_twistds_subcommand_an_error_is_one_line_and_status_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 17, point 6: under twistd, no help dump above the error."""
+    from twisted.scripts.twistd import ServerOptions
+
+    with pytest.raises(SystemExit) as info:
+        ServerOptions().parseOptions(["-n", "smtpsession", "--size", "lots"])
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "twistd smtpsession: error: --size wants a whole number, not 'lots'",
+        "(twistd smtpsession --help lists every flag)",
+    ]
+
+
 def test_handler_object_takes_no_options(handler_module: str) -> None:
     """--handler-option with an object (not a class) is refused."""
     with pytest.raises(usage.UsageError, match="handler-option"):
@@ -328,6 +369,46 @@ def test_handler_module_that_fails_to_import(
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(usage.UsageError, match="boom at import"):
         parse("--handler", "broken_handler_mod.Handler")
+
+
+def test_handler_module_in_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler module beside the user is found without PYTHONPATH, as the
+    README's own command line expects (issue 17, point 1)."""
+    (tmp_path / "cwd_handler_mod.py").write_text("class Inbox:\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "cwd_handler_mod", raising=False)
+    handler = parse("--handler", "cwd_handler_mod.Inbox").handler
+    assert type(handler).__name__ == "Inbox"
+
+
+@pytest.mark.parametrize(
+    ("source", "spec", "expected"),
+    [
+        (None, "nosuch_handler_mod.Inbox", "no module named 'nosuch_handler_mod'"),
+        ("import nosuch_dependency_mod\n", "needs_dep_mod.Inbox",
+         "module 'needs_dep_mod' failed to import: ModuleNotFoundError: "
+         "No module named 'nosuch_dependency_mod'"),
+        ("class Other:\n    pass\n", "no_attr_mod.Inbox", "no_attr_mod has no attribute 'Inbox'"),
+        ("class Other:\n    pass\n", "no_attr_mod:Other.Missing",
+         "no_attr_mod.Other has no attribute 'Missing'"),
+    ],
+)
+def test_handler_errors_say_what_went_wrong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str | None, spec: str, expected: str
+) -> None:
+    """Module missing, module failing on its own import, attribute missing:
+    three different one-line messages."""
+    module_name = spec.replace(":", ".").split(".")[0]
+    if source is not None:
+        (tmp_path / f"{module_name}.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, module_name, raising=False)
+    with pytest.raises(usage.UsageError) as info:
+        parse("--handler", spec)
+    assert expected in str(info.value)
 
 
 def test_unreadable_key(tmp_path: Path) -> None:
