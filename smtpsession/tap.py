@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -30,6 +29,8 @@ from typing import Any
 
 from twisted.python import usage
 
+from smtpsession import config
+from smtpsession._handler_loading import BUILTIN_HANDLERS, build_handler, load_handler, one_line
 from smtpsession._log import ResolverChatterFilter
 from smtpsession.options import COMMANDS, SMTPServerOptions, trusted_networks
 from smtpsession.service import ListenError, SMTPService
@@ -37,15 +38,13 @@ from smtpsession.service import ListenError, SMTPService
 __all__ = ["BUILTIN_HANDLERS", "Options", "load_handler", "makeService"]
 
 DEFAULT_PORT = "tcp:2525:interface=127.0.0.1"
+
+#: How the daemon names itself in its one-line errors: C{twistd
+#: smtpsession}, or C{smtpsession} when run by L{smtpsession.cli}.
+PROGRAM = "twistd smtpsession"
 DEFAULT_MAILDIR = "./Maildir"
 
 #: Short names accepted by C{--handler}.
-BUILTIN_HANDLERS = {
-    "maildir": "smtpsession.handlers.MaildirHandler",
-    "relay": "smtpsession.handlers.RelayHandler",
-    "log": "smtpsession.handlers.LogHandler",
-    "sink": "smtpsession.handlers.SinkHandler",
-}
 
 
 # ---------------------------------------------------------------------------
@@ -240,6 +239,13 @@ class Options(usage.Options):
             None,
             "Password file checked for AUTH PLAIN and LOGIN (see smtpsession.cred).",
         ],
+        [
+            "config",
+            None,
+            None,
+            "TOML file of these flags (keys in snake_case, a [handler_options] "
+            "table); flags on the command line override it.",
+        ],
     ] + [
         [
             spec.flag,
@@ -273,17 +279,25 @@ class Options(usage.Options):
         its whole help, some 120 lines, above it, and exit 1).
         """
         try:
-            super().parseOptions(options)
+            if options is None:
+                options = sys.argv[1:]
+            super().parseOptions(self._with_config(list(options)))
         except usage.UsageError as e:
             # usage.Options puts this before the coercer's own message.
             message = str(e).removeprefix("Parameter type enforcement failed: ")
             if self.parent is None:
                 raise usage.UsageError(message) from None
-            sys.stderr.write(
-                f"twistd smtpsession: error: {message}\n"
-                "(twistd smtpsession --help lists every flag)\n"
-            )
+            sys.stderr.write(f"{PROGRAM}: error: {message}\n({PROGRAM} --help lists every flag)\n")
             raise SystemExit(2) from None
+
+    def _with_config(self, argv: list[str]) -> list[str]:
+        """C{argv} with the arguments of its C{--config} file in front."""
+        path = config.config_path(argv)
+        if path is None:
+            return argv
+        takes_value = {entry.rstrip("="): entry.endswith("=") for entry in self.longOpt}
+        given = config.given_flags(argv)
+        return config.config_arguments(path, takes_value, self._lists, given) + argv
 
     def opt_maildir(self, path: str) -> None:
         """Directory of the default Maildir handler (created if missing) [default: ./Maildir]."""
@@ -386,7 +400,7 @@ class Options(usage.Options):
         except usage.UsageError:
             raise
         except Exception as e:
-            raise usage.UsageError(f"cannot start the server: {_one_line(e)}") from None
+            raise usage.UsageError(f"cannot start the server: {one_line(e)}") from None
 
 
 def _install_list_flags() -> None:
@@ -433,125 +447,8 @@ _install_list_flags()
 
 
 # ---------------------------------------------------------------------------
-# Handlers
-# ---------------------------------------------------------------------------
-
-
-def load_handler(spec: str) -> object:
-    """
-    The object C{--handler} names: C{module.Class}, C{module:attribute}
-    (dotted attributes allowed) or a built-in short name.
-
-    Modules are found in the current directory too, as gunicorn and uvicorn
-    find an application there: C{twistd} does not put it on C{sys.path}, and
-    a handler module beside the user is the first thing a new user writes.
-    Twisted's C{namedAny} is not used because its one error ("does not name
-    an object") hides whether the module is missing, fails to import, or
-    lacks the attribute; each of those gets its own message here.
-
-    @raise usage.UsageError: when it cannot be imported.
-    """
-    name = BUILTIN_HANDLERS.get(spec.lower(), spec)
-    if ":" in name:
-        module_name, _, attribute = name.partition(":")
-        candidates = [(module_name, attribute.split("."))]
-    elif "." in name:
-        parts = name.split(".")
-        # Longest module first: a.b.C may be class C of module a.b.
-        candidates = [(".".join(parts[:i]), parts[i:]) for i in range(len(parts) - 1, 0, -1)]
-    else:
-        raise usage.UsageError(
-            f"--handler {spec!r}: give module.Class, module:attribute, or one of "
-            + ", ".join(BUILTIN_HANDLERS)
-        )
-    _search_current_directory()
-    for module_name, attributes in candidates:
-        module = _import_handler_module(spec, module_name)
-        if module is None:
-            continue
-        obj: Any = module
-        for i, part in enumerate(attributes):
-            try:
-                obj = getattr(obj, part)
-            except AttributeError:
-                owner = ".".join([module_name, *attributes[:i]])
-                raise usage.UsageError(
-                    f"--handler {spec!r}: {owner} has no attribute {part!r}"
-                ) from None
-        return obj
-    raise usage.UsageError(
-        f"--handler {spec!r}: no module named {candidates[-1][0]!r} "
-        f"(looked in the current directory, {os.getcwd()}, and on sys.path)"
-    )
-
-
-def _search_current_directory() -> None:
-    cwd = os.getcwd()
-    if "" not in sys.path and cwd not in sys.path:
-        sys.path.insert(0, cwd)
-
-
-def _import_handler_module(spec: str, module_name: str) -> Any:
-    """
-    The module, or None when it does not exist (so that a shorter prefix may
-    be tried); a module that exists but fails to import is an error naming
-    the module and its own exception.
-    """
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        missing = e.name or ""
-        if module_name == missing or module_name.startswith(missing + "."):
-            return None
-        raise usage.UsageError(
-            f"--handler {spec!r}: module {module_name!r} failed to import: {_one_line(e)}"
-        ) from None
-    except Exception as e:
-        raise usage.UsageError(
-            f"--handler {spec!r}: module {module_name!r} failed to import: {_one_line(e)}"
-        ) from None
-
-
-def build_handler(spec: str, target: object, kwargs: dict[str, Any]) -> object:
-    """
-    The handler object: C{target} itself, or what C{target(**kwargs)}
-    returns when it is a class (or a plain function, taken as a factory).
-    """
-    if isinstance(target, type) or inspect.isfunction(target):
-        accepted = _accepted_keywords(target)
-        if accepted is not None:
-            # Defaults the daemon supplies (hostname) are dropped if the
-            # class does not take them; the user's own options are not.
-            kwargs = {k: v for k, v in kwargs.items() if k in accepted or k != "hostname"}
-        try:
-            return target(**kwargs)
-        except Exception as e:
-            raise usage.UsageError(f"--handler {spec!r} could not be created: {_one_line(e)}") from None
-    if kwargs:
-        raise usage.UsageError(
-            f"--handler-option needs a class or factory, but {spec!r} is an object"
-        )
-    return target
-
-
-def _accepted_keywords(target: Any) -> set[str] | None:
-    try:
-        params = inspect.signature(target).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return {p.name for p in params}
-
-
-# ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _readable(flag: str, path: str) -> None:
@@ -569,7 +466,7 @@ def _check_endpoint(reactor: Any, description: str) -> None:
     try:
         serverFromString(reactor, description)
     except Exception as e:
-        raise usage.UsageError(f"--port {description!r}: {_one_line(e)}") from None
+        raise usage.UsageError(f"--port {description!r}: {one_line(e)}") from None
 
 
 def _checker_from_file(path: str) -> Any:
@@ -579,11 +476,11 @@ def _checker_from_file(path: str) -> Any:
         cred = importlib.import_module("smtpsession.cred")
         checker_from_file = cred.checker_from_file
     except (ImportError, AttributeError) as e:
-        raise usage.UsageError(f"--auth-file is not available: {_one_line(e)}") from None
+        raise usage.UsageError(f"--auth-file is not available: {one_line(e)}") from None
     try:
         return checker_from_file(path)
     except Exception as e:
-        raise usage.UsageError(f"--auth-file {path}: {_one_line(e)}") from None
+        raise usage.UsageError(f"--auth-file {path}: {one_line(e)}") from None
 
 
 class _DaemonService(SMTPService):
@@ -612,7 +509,7 @@ class _DaemonService(SMTPService):
             if not self.foreground:
                 raise
             self._remove_pidfile()
-            raise SystemExit(f"twistd smtpsession: {e}") from None
+            raise SystemExit(f"{PROGRAM}: {e}") from None
 
     def _remove_pidfile(self) -> None:
         try:

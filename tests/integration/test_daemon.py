@@ -510,3 +510,43 @@ def test_reverse_lookups_add_no_lines(tmp_path: Path, daemons: list[Daemon]) -> 
     assert_clean_exit(d)
     assert "DNSDatagramProtocol" not in d.output, d.output
     assert "UDP Port" not in d.output, d.output
+
+
+# ---------------------------------------------------------------------------
+# The smtpsession command and --config
+# ---------------------------------------------------------------------------
+
+
+def test_the_command_serves_mail_from_the_sample_configuration(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """`python -m smtpsession --config smtpsession.toml` (the console script
+    runs the same function) with contrib/'s sample, its port changed to a
+    free one: a message sent with smtplib lands in ./Maildir/new."""
+    sample = (REPO / "contrib" / "smtpsession.toml").read_text()
+    assert 'port = ["tcp:2525:interface=127.0.0.1"]' in sample
+    config = tmp_path / "smtpsession.toml"
+    config.write_text(sample.replace("tcp:2525:interface=127.0.0.1", LOCAL))
+    d = Daemon(tmp_path, [sys.executable, "-m", "smtpsession", "--config", str(config)])
+    daemons.append(d)
+    port = d.port()
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+        client.sendmail("a@example.org", ["b@example.com"], b"Subject: configured\r\n\r\nhi\r\n")
+    d.signal(signal.SIGTERM)
+    assert_clean_exit(d)
+    [stored] = files(tmp_path / "Maildir" / "new")
+    assert b"Subject: configured" in stored.read_bytes()
+    assert not (tmp_path / "twistd.pid").exists()
+
+
+def test_the_command_reports_usage_errors_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "smtpsession", "--hook-timeout", "soon"],
+        cwd=tmp_path, env=daemon_env(), stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "smtpsession: error: --hook-timeout wants a number, not 'soon'",
+        "(smtpsession --help lists every flag)",
+    ]

@@ -124,6 +124,7 @@ def test_wheel_installs_the_twistd_plugin(tmp_path: Path) -> None:
         assert f"smtpsession/{module}" in names, module
     [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     assert "smtpsession.testing.pytest_plugin" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "smtpsession = smtpsession.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
     # By default the core is compiled wherever a C compiler and the Python
     # headers are there (buildtools/smtpsession_build.py).
@@ -147,6 +148,11 @@ def test_wheel_installs_the_twistd_plugin(tmp_path: Path) -> None:
         env=env, cwd=tmp_path,
     )  # fmt: skip
     for flag in ("--port=", "--handler=", "--maildir=", "--no-transaction-log", "--tls-cert="):
+        assert flag in helped.stdout, helped.stdout
+    # The console script: the same flags without twistd.
+    script = Path(python).parent / "smtpsession"
+    helped = run(script, "--help", env=env, cwd=tmp_path)
+    for flag in ("--port=", "--handler=", "--config=", "--no-transaction-log"):
         assert flag in helped.stdout, helped.stdout
     plugin = run(
         python, "-c", "import twisted.plugins.smtpsession_plugin as p; print(p.__file__)",
@@ -196,6 +202,11 @@ def test_strict_editable_install_is_found_by_twistd(tmp_path: Path) -> None:
     assert "--maildir=" in helped.stdout, helped.stdout
     # The plugin twistd loads is this install's, not one that the outer
     # environment may also hold.
+    # The console script: the same flags without twistd.
+    script = Path(python).parent / "smtpsession"
+    helped = run(script, "--help", env=env, cwd=tmp_path)
+    for flag in ("--port=", "--handler=", "--config=", "--no-transaction-log"):
+        assert flag in helped.stdout, helped.stdout
     plugin = run(
         python, "-c", "import twisted.plugins.smtpsession_plugin as p; print(p.__file__)",
         env=env, cwd=tmp_path,
