@@ -24,7 +24,6 @@ events, with their fields.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +35,7 @@ from smtpsession import _twisted_shim
 from smtpsession.options import is_trusted
 from smtpsession.session import Envelope, Session
 
-__all__ = ["ConnectionLog", "LineBatch", "ResolverChatterFilter"]
+__all__ = ["ConnectionLog", "LineBatch"]
 
 #: The namespace of the connection log lines (the C{[system]} of a line).
 NAMESPACE = "smtpsession.connection"
@@ -53,7 +52,9 @@ class LineBatch:
     the only one (otherwise the lines go out as events after all).
     """
 
-    __slots__ = ("_observer", "_out", "_reactor", "_lines", "_call", "_second", "_stamp", "_log")
+    __slots__ = (
+        "_observer", "_out", "_reactor", "_lines", "_call", "_second", "_stamp", "_log", "debug",
+    )
 
     def __init__(self, observer: Any, out: Any, reactor: Any, log: Logger) -> None:
         self._observer = observer
@@ -64,6 +65,9 @@ class LineBatch:
         self._call: Any = None
         self._second = -1
         self._stamp = ""
+        #: Whether debug lines are wanted: the lines skip the observer, so
+        #: they follow the level of a filter in front of it (--log-level).
+        self.debug = getattr(observer, "min_level", LogLevel.debug) is LogLevel.debug
 
     @classmethod
     def attach(cls, reactor: Any, log: Logger) -> LineBatch | None:
@@ -118,55 +122,6 @@ class LineBatch:
         self._out.flush()
 
 
-#: What Twisted logs, at info level, for each UDP port twisted.names opens
-#: for one query (a fresh port per query, for source-port randomisation).
-_RESOLVER_PORT = re.compile(
-    r"(?:DNSDatagramProtocol starting on (\d+)"
-    r"|(?:Starting|Stopping) protocol <twisted\.names\.dns\.DNSDatagramProtocol object at 0x[0-9a-fA-F]+>"
-    r"|\(UDP Port (\d+) Closed\))"
-)
-
-
-class ResolverChatterFilter:
-    """
-    A log observer in front of twistd's that drops the four lines Twisted
-    writes around every DNS query (a UDP port opened, its protocol started
-    and stopped, the port closed): with reverse lookups on, they were four
-    lines per connection of a log that promises one line per transaction.
-    Only those lines, and a "UDP Port N Closed" only for a port seen opened
-    for DNS; everything else goes through unchanged.
-    """
-
-    def __init__(self, observer: Any) -> None:
-        #: The observer behind (read by the shim: lines are formatted as it formats them).
-        self.text_observer = observer
-        self.formatEvent = getattr(observer, "formatEvent", None)
-        self._dns_ports: set[str] = set()
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        if event.get("log_namespace") == "log_legacy" and not event.get("isError"):
-            message = event.get("message")
-            if isinstance(message, tuple) and len(message) == 1 and isinstance(message[0], str):
-                match = _RESOLVER_PORT.fullmatch(message[0])
-                if match is not None:
-                    opened, closed = match.groups()
-                    if opened is not None:
-                        if len(self._dns_ports) < 65536:
-                            self._dns_ports.add(opened)
-                        return
-                    if closed is None:
-                        return
-                    if closed in self._dns_ports:
-                        self._dns_ports.discard(closed)
-                        return
-        self.text_observer(event)
-
-    @classmethod
-    def install(cls) -> bool:
-        """Put the filter in front of the one log observer (twistd's), if there is one."""
-        return _twisted_shim.wrap_sole_observer(cls)
-
-
 class ConnectionLog:
     """The log lines of the connections of one server."""
 
@@ -205,6 +160,8 @@ class ConnectionLog:
             return
         batch = self.batch
         if batch is not None:
+            if not batch.debug:
+                return
             batch.add(
                 self._clock.seconds(),
                 "debug",
@@ -225,6 +182,8 @@ class ConnectionLog:
             return
         batch = self.batch
         if batch is not None:
+            if not batch.debug:
+                return
             batch.add(
                 self._clock.seconds(),
                 "debug",
@@ -280,6 +239,7 @@ class ConnectionLog:
             session_id=s.id,
             mail_from=envelope.mail_from.address if envelope.mail_from else "",
             rcpt_to=",".join(f"<{a.address}>" for a in envelope.rcpt_to),
+            recipients=[a.address for a in envelope.rcpt_to],
             size=size,
             result=codes,
             duration=max(0.0, self._clock.seconds() - started),

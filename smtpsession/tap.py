@@ -29,9 +29,8 @@ from typing import Any
 
 from twisted.python import usage
 
-from smtpsession import config
+from smtpsession import _daemon_log, config
 from smtpsession._handler_loading import BUILTIN_HANDLERS, build_handler, load_handler, one_line
-from smtpsession._log import ResolverChatterFilter
 from smtpsession.options import COMMANDS, SMTPServerOptions, trusted_networks
 from smtpsession.service import ListenError, SMTPService
 
@@ -130,6 +129,15 @@ def _coercer(spec: _OptionFlag) -> Callable[[str], Any]:
     return coerce
 
 
+def _choice(flag: str, values: tuple[str, ...]) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if text.lower() not in values:
+            raise ValueError(f"--{flag} wants one of {', '.join(values)}, not {text!r}")
+        return text.lower()
+
+    return check
+
+
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -201,6 +209,26 @@ def _port_check(value: str) -> list[str]:
 # ---------------------------------------------------------------------------
 
 
+#: The daemon's logging flags (see smtpsession._daemon_log).
+_LOG_FLAGS: list[list[Any]] = [
+    [
+        "log-level",
+        None,
+        "info",
+        "Lowest level logged: " + ", ".join(_daemon_log.LEVELS)
+        + " (debug adds a line per connection).",
+        _choice("log-level", _daemon_log.LEVELS),
+    ],
+    [
+        "log-format",
+        None,
+        "text",
+        "Log lines as text (twistd's format) or json (one object per line).",
+        _choice("log-format", _daemon_log.FORMATS),
+    ],
+]
+
+
 class Options(usage.Options):
     """
     The command line of C{twistd smtpsession}.
@@ -246,7 +274,7 @@ class Options(usage.Options):
             "TOML file of these flags (keys in snake_case, a [handler_options] "
             "table); flags on the command line override it.",
         ],
-    ] + [
+    ] + _LOG_FLAGS + [
         [
             spec.flag,
             None,
@@ -492,17 +520,19 @@ class _DaemonService(SMTPService):
 
     foreground = False
 
-    def startService(self) -> None:
-        # twistd has begun logging: quiet twisted.names' per-query UDP port
-        # lines before the transaction log looks at the observer.
-        ResolverChatterFilter.install()
-        super().startService()
+    #: --log-level and --log-format.
+    log_level = "info"
+    log_format = "text"
 
     #: twistd's pid file, removed when the service cannot start (twistd
     #: would leave it behind, and the next start would find it stale).
     pidfile = ""
 
     def privilegedStartService(self) -> None:
+        # twistd has begun logging: put the daemon's filter (and format) in
+        # front of its observer before the first line (listening) and before
+        # the transaction log looks at it (startService).
+        _daemon_log.install(self.log_level, self.log_format)
         try:
             super().privilegedStartService()
         except ListenError as e:
@@ -526,6 +556,8 @@ def makeService(options: Options) -> SMTPService:
     if options.factory is None:
         options.postOptions()
     service = _DaemonService(options.factory, options.endpoints)
+    service.log_level = options["log-level"]
+    service.log_format = options["log-format"]
     parent = getattr(options, "parent", None)
     if parent is not None:
         try:

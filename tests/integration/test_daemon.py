@@ -17,6 +17,7 @@ Each daemon is killed by its PID at the end of its test.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -453,7 +454,7 @@ def test_transaction_log_lines_under_twistd(
     standard output or to --logfile, formatted exactly as twistd formats
     log events: time stamp, [namespace#level], the text.
     """
-    args = ["--port", LOCAL, "--handler", "sink", "--no-reverse-lookup"]
+    args = ["--port", LOCAL, "--handler", "sink", "--no-reverse-lookup", "--log-level", "debug"]
     logfile = tmp_path / "smtpsession.log"
     argv = [twistd(), "-n", "--pidfile="]
     if where == "logfile":
@@ -550,3 +551,25 @@ def test_the_command_reports_usage_errors_in_one_line(tmp_path: Path) -> None:
         "smtpsession: error: --hook-timeout wants a number, not 'soon'",
         "(smtpsession --help lists every flag)",
     ]
+
+
+def test_json_log_and_default_level(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """--log-format json: every line of the log is a JSON object; the
+    transaction has its fields; at the default level (info) there is no
+    per-connection line."""
+    d = start(daemons, tmp_path, "--port", LOCAL, "--handler", "sink", "--no-reverse-lookup",
+              "--log-format", "json")  # fmt: skip
+    port = int(d.wait_for(re.compile(r'"text": "smtpsession listening on 127\.0\.0\.1:(\d+)')).group(1))
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+        client.sendmail("a@example.org", ["b@example.com"], b"Subject: x\r\n\r\nhi\r\n")
+    d.wait_for(re.compile(r'"result": "250"'))
+    d.signal(signal.SIGTERM)
+    assert d.wait() in (0, -signal.SIGTERM)
+    lines = d.output.splitlines()
+    records = [json.loads(line) for line in lines[2:]]  # after twistd's own first lines
+    [transaction] = [r for r in records if "mail_from" in r]
+    assert transaction["system"] == "smtpsession.connection"
+    assert transaction["rcpt_to"] == "<b@example.com>"
+    assert transaction["recipients"] == ["b@example.com"]
+    assert transaction["result"] == "250" and transaction["level"] == "info"
+    assert not any("connection from" in r["text"] for r in records)
