@@ -216,6 +216,10 @@ class CoroutineDriver:
         will be called when it fires), else its outcome, to go on with at
         once without growing the stack.
         """
+        if awaited is None:
+            # A bare yield: asyncio.sleep(0), "let others run".  Going on at
+            # once is what it means here (the reactor turn is not ours to give).
+            return None, None
         d = _as_deferred(awaited)
         if d is None:
             return None, TypeError(

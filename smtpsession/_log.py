@@ -262,6 +262,15 @@ class ConnectionLog:
             hook=hook,
             session_id=s.id if s is not None else None,
         )
+        if failure.check(RuntimeError) and "no running event loop" in str(failure.value):
+            # The first thing a handler written for aiosmtpd meets: say the fix.
+            self.log.error(
+                "Hook {hook} uses asyncio, which needs Twisted's asyncio reactor: "
+                "run twistd --reactor=asyncio -n smtpsession ... (embedding: install "
+                "twisted.internet.asyncioreactor before importing the reactor); "
+                "see the handlers guide, 'asyncio'",
+                hook=hook,
+            )
 
     def hook_timed_out(self, s: Session | None, hook: str, seconds: float) -> None:
         self.log.warn(

@@ -573,3 +573,61 @@ def test_json_log_and_default_level(tmp_path: Path, daemons: list[Daemon]) -> No
     assert transaction["recipients"] == ["b@example.com"]
     assert transaction["result"] == "250" and transaction["level"] == "info"
     assert not any("connection from" in r["text"] for r in records)
+
+
+# ---------------------------------------------------------------------------
+# asyncio in hooks (issue 17, point 2)
+# ---------------------------------------------------------------------------
+
+ASYNCIO_HANDLER = '''
+import asyncio
+from smtpsession import Handler, SMTPError
+
+class Inbox(Handler):
+    async def on_rcpt_to(self, address, session):
+        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
+        if address.address.startswith("nobody"):
+            raise SMTPError(550, "No such user here", "5.1.1")
+
+    async def on_data(self, stream, session):
+        body = b"".join([chunk async for chunk in stream])
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        loop.call_later(0.01, done.set_result, len(body))
+        await done
+'''
+
+
+def test_asyncio_hooks_under_the_asyncio_reactor(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """A handler written for asyncio (asyncio.sleep, the running loop, its
+    futures), in a module of the current directory, under
+    `twistd --reactor=asyncio`: it answers as written."""
+    (tmp_path / "aio_inbox.py").write_text(ASYNCIO_HANDLER)
+    d = Daemon(tmp_path, [
+        twistd(), "--reactor=asyncio", "-n", "--pidfile=", "smtpsession", "--port", LOCAL,
+        "--handler", "aio_inbox.Inbox", "--no-reverse-lookup",
+    ])  # fmt: skip
+    daemons.append(d)
+    port = d.port()
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+        refused = client.sendmail("a@example.org", ["b@example.com", "nobody@example.com"], b"Subject: x\r\n\r\nhi\r\n")
+    assert refused == {"nobody@example.com": (550, b"5.1.1 No such user here")}
+    d.signal(signal.SIGTERM)
+    assert_clean_exit(d)
+
+
+def test_asyncio_hooks_under_the_default_reactor_say_the_fix(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """Under the default reactor the same handler cannot run: the client gets
+    451 (try again later) and the log names the fix."""
+    (tmp_path / "aio_inbox.py").write_text(ASYNCIO_HANDLER)
+    d = start(daemons, tmp_path, "--port", LOCAL, "--handler", "aio_inbox.Inbox", "--no-reverse-lookup")
+    port = d.port()
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+        client.ehlo()
+        client.mail("a@example.org")
+        assert client.rcpt("b@example.com")[0] == 451
+    d.wait_for(re.compile(r"Hook on_rcpt_to uses asyncio, which needs Twisted's asyncio reactor: "
+                          r"run twistd --reactor=asyncio -n smtpsession"))  # fmt: skip

@@ -94,6 +94,30 @@ def test_coroutine_awaiting_something_odd_fails_clearly() -> None:
     assert sync and now[0][1] is not None and now[0][1].check(TypeError)
 
 
+def test_a_bare_yield_goes_on_at_once() -> None:
+    """asyncio.sleep(0) yields nothing (a bare yield, "let others run"):
+    the hook goes on instead of failing (issue 17, point 2)."""
+
+    class BareYield:
+        def __await__(self) -> Any:
+            yield
+            return "after"
+
+    gate: Deferred[None] = Deferred()
+
+    async def hook() -> str:
+        first = await BareYield()
+        await gate
+        second = await BareYield()
+        return f"{first} {second}"
+
+    sync, now, later = run(hook)
+    assert (sync, now) == (False, [])
+    gate.callback(None)
+    assert later == [("after after", None)]
+    assert run(lambda: BareYield()) == (True, [("after", None)], [])
+
+
 def test_awaitables_and_generator_coroutines_are_run() -> None:
     """
     A hook may return any awaitable (not only a native coroutine) or a
