@@ -309,3 +309,55 @@ def with_backlog(description: str) -> str:
         return description
     return f"{description}:backlog={BACKLOG}"
 
+
+
+def cannot_listen(description: str) -> str | None:
+    """
+    Why a TCP-like endpoint string could not be listened on now (the port is
+    taken, or needs privileges), or C{None}: a bind and close made before
+    twistd daemonizes.  A failure after that is reported by twistd as a
+    truncated bytes repr from the child process; found here, it is one
+    readable line.  Other endpoints (unix:, systemd:, ...) and port 0 are not
+    probed; the real listen still decides.
+    """
+    import errno
+    import socket
+
+    fields = _endpoint_fields(description)
+    if fields is None:
+        return None
+    family, host, port = fields
+    if port == 0:
+        return None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Twisted does
+        if family == socket.AF_INET6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            if e.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                return f"cannot listen ({e.strerror}) on {description}"
+    return None
+
+
+def _endpoint_fields(description: str) -> tuple[int, str, int] | None:
+    """(family, interface, port) of a tcp:/tcp6:/ssl: endpoint string, or C{None}."""
+    import re
+    import socket
+
+    parts = re.split(r"(?<!\\):", description)
+    kind = parts[0].lower()
+    if kind not in ("tcp", "tcp6", "ssl") or len(parts) < 2:
+        return None
+    args = [p.replace("\\:", ":") for p in parts[1:]]
+    named = dict(a.split("=", 1) for a in args if "=" in a)
+    positional = [a for a in args if "=" not in a]
+    port_text = named.get("port") or (positional[0] if positional else "")
+    if not port_text.isdigit():
+        return None
+    family = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
+    host = named.get("interface", "::" if kind == "tcp6" else "")
+    if ":" in host:
+        family = socket.AF_INET6
+    return family, host, int(port_text)

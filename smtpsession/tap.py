@@ -32,7 +32,7 @@ from twisted.python import usage
 from smtpsession import _daemon_log, config
 from smtpsession._handler_loading import BUILTIN_HANDLERS, build_handler, load_handler, one_line
 from smtpsession.options import COMMANDS, SMTPServerOptions, trusted_networks
-from smtpsession.service import ListenError, SMTPService
+from smtpsession.service import ListenError, SMTPService, cannot_listen
 
 __all__ = ["BUILTIN_HANDLERS", "Options", "load_handler", "makeService"]
 
@@ -495,6 +495,9 @@ def _check_endpoint(reactor: Any, description: str) -> None:
         serverFromString(reactor, description)
     except Exception as e:
         raise usage.UsageError(f"--port {description!r}: {one_line(e)}") from None
+    reason = cannot_listen(description)
+    if reason is not None:
+        raise usage.UsageError(reason)
 
 
 def _checker_from_file(path: str) -> Any:
