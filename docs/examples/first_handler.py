@@ -4,7 +4,7 @@ rest, and print a summary of every message.
 
 Run it with the daemon from the directory that holds this file:
 
-    PYTHONPATH=. twistd -n smtpsession --handler first_handler.Mailboxes \
+    twistd -n smtpsession --handler first_handler.Mailboxes \
         --handler-option mailboxes=alice@example.com,bob@example.com
 """
 

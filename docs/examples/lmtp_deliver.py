@@ -8,7 +8,7 @@ one entry per accepted recipient, in order.
 
 Run it with the daemon:
 
-    PYTHONPATH=. twistd -n smtpsession --lmtp --port unix:/run/lmtp.sock \
+    twistd -n smtpsession --lmtp --port unix:/run/lmtp.sock \
         --handler lmtp_deliver.MailboxDelivery --handler-option root=/srv/mail
 """
 

@@ -8,7 +8,7 @@ recipient is checked with Dovecot at RCPT time (an unknown user is refused
 there, with Dovecot's own reply), the body is streamed through, and the
 client never gets a 250 that Dovecot did not give.
 
-    PYTHONPATH=. twistd -n smtpsession --port tcp:25 \
+    twistd -n smtpsession --port tcp:25 \
         --handler relay_dovecot.DovecotFront \
         --handler-option domains=example.com,example.net
 """

@@ -2,7 +2,7 @@
 The tutorial's second step: the first handler's recipient check, with the
 messages stored for real by the built-in Maildir handler.
 
-    PYTHONPATH=. twistd -n smtpsession --handler tutorial_maildir.LocalMaildir \
+    twistd -n smtpsession --handler tutorial_maildir.LocalMaildir \
         --handler-option mailboxes=alice@example.com,bob@example.com \
         --handler-option path=./Maildir
 """
