@@ -17,7 +17,7 @@ from typing import Any
 
 from twisted.python import usage
 
-__all__ = ["BUILTIN_HANDLERS", "load_handler", "build_handler", "one_line"]
+__all__ = ["BUILTIN_HANDLERS", "load_handler", "build_handler", "asyncio_without_its_reactor", "one_line"]
 
 #: The handlers C{--handler} knows by a short name.
 BUILTIN_HANDLERS = {
@@ -138,3 +138,27 @@ def _accepted_keywords(target: Any) -> set[str] | None:
 def one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def asyncio_without_its_reactor(handler: object, reactor: Any) -> str | None:
+    """
+    A warning for a handler whose module imports asyncio while the reactor
+    is not Twisted's asyncio reactor, or C{None}.  Such hooks fail at their
+    first asyncio call ("no running event loop"); saying so at start, with
+    the fix, spares the user a 451 and a traceback to decode.  A module that
+    imports asyncio without using it in hooks gets the warning too: it is a
+    hint, not an error.
+    """
+    import asyncio
+
+    module = sys.modules.get(getattr(type(handler), "__module__", "") or "")
+    if module is None or not any(v is asyncio for v in vars(module).values()):
+        return None
+    if type(reactor).__name__ == "AsyncioSelectorReactor":
+        return None
+    return (
+        f"the handler's module {module.__name__} imports asyncio, but the reactor is "
+        f"{type(reactor).__name__}: hooks that use asyncio need "
+        "twistd --reactor=asyncio -n smtpsession ..."
+    )
+

@@ -30,7 +30,13 @@ from typing import Any
 from twisted.python import usage
 
 from smtpsession import _daemon_log, config
-from smtpsession._handler_loading import BUILTIN_HANDLERS, build_handler, load_handler, one_line
+from smtpsession._handler_loading import (
+    BUILTIN_HANDLERS,
+    asyncio_without_its_reactor,
+    build_handler,
+    load_handler,
+    one_line,
+)
 from smtpsession.options import COMMANDS, SMTPServerOptions, trusted_networks
 from smtpsession.service import ListenError, SMTPService, cannot_listen
 
@@ -299,6 +305,8 @@ class Options(usage.Options):
         self.handler: object = None
         self.endpoints: list[str] = []
         self.factory: Any = None
+        #: What the daemon should warn about when it starts (logging is not set up yet).
+        self.warnings: list[str] = []
 
     def parseOptions(self, options: Any = None) -> None:
         """
@@ -350,6 +358,7 @@ class Options(usage.Options):
         for description in self.endpoints:
             _check_endpoint(reactor, description)
         self.factory = self._factory(reactor)
+        self.warnings = [w for w in [asyncio_without_its_reactor(self.handler, reactor)] if w]
 
     def _server_options(self) -> SMTPServerOptions:
         kwargs: dict[str, Any] = {}
@@ -526,6 +535,8 @@ class _DaemonService(SMTPService):
     #: --log-level and --log-format.
     log_level = "info"
     log_format = "text"
+    #: Lines to log as warnings once logging is set up.
+    warnings: list[str] = []
 
     #: twistd's pid file, removed when the service cannot start (twistd
     #: would leave it behind, and the next start would find it stale).
@@ -536,6 +547,8 @@ class _DaemonService(SMTPService):
         # front of its observer before the first line (listening) and before
         # the transaction log looks at it (startService).
         _daemon_log.install(self.log_level, self.log_format)
+        for warning in self.warnings:
+            self.log.warn("{warning}", warning=warning)
         try:
             super().privilegedStartService()
         except ListenError as e:
@@ -561,6 +574,7 @@ def makeService(options: Options) -> SMTPService:
     service = _DaemonService(options.factory, options.endpoints)
     service.log_level = options["log-level"]
     service.log_format = options["log-format"]
+    service.warnings = list(options.warnings)
     parent = getattr(options, "parent", None)
     if parent is not None:
         try:

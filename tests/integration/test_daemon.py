@@ -635,6 +635,7 @@ def test_asyncio_hooks_under_the_asyncio_reactor(tmp_path: Path, daemons: list[D
     assert refused == {"nobody@example.com": (550, b"5.1.1 No such user here")}
     d.signal(signal.SIGTERM)
     assert_clean_exit(d)
+    assert "imports asyncio" not in d.output
 
 
 def test_asyncio_hooks_under_the_default_reactor_say_the_fix(
@@ -644,6 +645,9 @@ def test_asyncio_hooks_under_the_default_reactor_say_the_fix(
     451 (try again later) and the log names the fix."""
     (tmp_path / "aio_inbox.py").write_text(ASYNCIO_HANDLER)
     d = start(daemons, tmp_path, "--port", LOCAL, "--handler", "aio_inbox.Inbox", "--no-reverse-lookup")
+    # Said at start already (the module imports asyncio) ...
+    d.wait_for(re.compile(r"the handler's module aio_inbox imports asyncio, but the reactor is "
+                          r"EPollReactor: hooks that use asyncio need twistd --reactor=asyncio"))  # fmt: skip
     port = d.port()
     with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
         client.ehlo()
