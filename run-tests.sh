@@ -23,8 +23,6 @@ command -v haproxy >/dev/null 2>&1 || need="$need haproxy"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
-# systemd-analyze checks contrib/smtpsession.service (nothing is started).
-command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 if [ -n "$need" ]; then
     echo "run-tests: installing$need"
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
