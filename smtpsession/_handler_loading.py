@@ -159,6 +159,6 @@ def asyncio_without_its_reactor(handler: object, reactor: Any) -> str | None:
     return (
         f"the handler's module {module.__name__} imports asyncio, but the reactor is "
         f"{type(reactor).__name__}: hooks that use asyncio need "
-        "twistd --reactor=asyncio -n smtpsession ..."
+        "twistd --reactor=asyncio -n smtpsession ... (or smtpsession --reactor=asyncio ...)"
     )
 

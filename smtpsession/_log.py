@@ -266,7 +266,8 @@ class ConnectionLog:
             # The first thing a handler written for aiosmtpd meets: say the fix.
             self.log.error(
                 "Hook {hook} uses asyncio, which needs Twisted's asyncio reactor: "
-                "run twistd --reactor=asyncio -n smtpsession ... (embedding: install "
+                "run twistd --reactor=asyncio -n smtpsession ... or smtpsession "
+                "--reactor=asyncio ... (embedding: install "
                 "twisted.internet.asyncioreactor before importing the reactor); "
                 "see the handlers guide, 'asyncio'",
                 hook=hook,

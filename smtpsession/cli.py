@@ -3,9 +3,10 @@
 The C{smtpsession} command (and C{python -m smtpsession}).
 
 The same daemon as C{twistd -n smtpsession}, with the same options, in the
-foreground and without a pid file, so that a user need not know twistd;
-twistd's own options (C{--reactor}, C{--logfile}, C{--uid}...) stay with
-C{twistd}.  It runs through twistd's runner rather than a reactor of its
+foreground and without a pid file, so that a user need not know twistd.
+Of twistd's own options it takes C{--reactor} (C{--reactor=asyncio} for
+hooks written with asyncio); the others (C{--logfile}, C{--uid}...) stay
+with C{twistd}.  It runs through twistd's runner rather than a reactor of its
 own, so logging, signals and the graceful stop are exactly the plugin's.
 """
 
@@ -25,8 +26,22 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     tap.PROGRAM = "smtpsession"
     args = list(sys.argv[1:] if argv is None else argv)
+    reactor, args = _take_reactor(args)
     config = ServerOptions()
     # Errors in smtpsession's flags end the process from Options.parseOptions
-    # (one line, status 2); twistd's flags are not used here.
-    config.parseOptions(["--nodaemon", "--pidfile=", "smtpsession", *args])
+    # (one line, status 2).  Of twistd's own flags only --reactor is taken,
+    # for hooks written with asyncio (--reactor=asyncio).
+    config.parseOptions(["--nodaemon", "--pidfile=", *reactor, "smtpsession", *args])
     runApp(config)
+
+
+def _take_reactor(args: list[str]) -> tuple[list[str], list[str]]:
+    """C{--reactor NAME} (or C{=NAME}) taken out of C{args}, for twistd."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg.startswith("--reactor="):
+            return [arg], args[:i] + args[i + 1 :]
+        if arg == "--reactor" and i + 1 < len(args):
+            return [f"--reactor={args[i + 1]}"], args[:i] + args[i + 2 :]
+    return [], args

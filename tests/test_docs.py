@@ -157,6 +157,8 @@ def test_docs_build_with_warnings_as_errors(built: Path) -> None:
         "howto/daemon",
         "howto/handlers",
         "howto/testing",
+        "howto/from-aiosmtpd",
+        "howto/from-smtp-server",
         "reference/api",
         "reference/hooks",
         "reference/session",
@@ -634,6 +636,279 @@ def test_greylist() -> None:
         clock.advance(4000)  # past the expiry: greylisted again
         c.mail("a@example.org")
         assert c.rcpt("b@example.com")[0] == 450
+
+
+# ---------------------------------------------------------------------------
+# The migration guides
+# ---------------------------------------------------------------------------
+
+MIGRATION_GUIDES = ("howto/from-aiosmtpd.rst", "howto/from-smtp-server.rst")
+
+#: A Python cross-reference: ``:attr:`title <target>```, ``:attr:`~target```,
+#: or ``:attr:`!target``` for a name that has no entry of its own in the docs.
+_PY_XREF = re.compile(r":(?:py:)?(?:attr|meth|class|func|mod|exc|obj|data):`([^`]+)`")
+_OPTION_XREF = re.compile(r":option:`([^`]+)`")
+_LITERAL_FLAG = re.compile(r"``--([a-z0-9][a-z0-9-]*)")
+_LITERAL_COMMAND = re.compile(r"``((?:twistd|smtpsession|python3? -m smtpsession) [^`]+)``")
+
+#: smtp-server's options and callbacks that the guide's tables must map.
+SMTP_SERVER_NAMES = [
+    "secure", "name", "banner", "size", "hideSTARTTLS", "hideSize", "hidePIPELINING",
+    "hide8BITMIME", "hideSMTPUTF8", "authMethods", "authOptional", "disabledCommands",
+    "allowInsecureAuth", "disableReverseLookup", "maxClients", "useProxy", "useXClient",
+    "useXForward", "lmtp", "socketTimeout", "closeTimeout", "onAuth(", "onConnect(",
+    "onSecure(", "onMailFrom(", "onRcptTo(", "onData(", "onClose(", "stream.sizeExceeded",
+    "err.responseCode", "session.envelope",
+]
+
+
+def _xref_target(text: str) -> str:
+    """A role's target: what is in <...>, else the whole text; no ~ or !."""
+    m = re.search(r"<([^<>]+)>\s*$", text)
+    return (m.group(1) if m else text).strip().lstrip("!~")
+
+
+def _cites_smtpsession(target: str) -> bool:
+    """The names conf.py holds to account: the package's and its __all__'s."""
+    return target.split(".")[0] in ("smtpsession", *smtpsession.__all__)
+
+
+def _has(obj: Any, name: str) -> bool:
+    """Whether a module, class or zope interface has the attribute NAME."""
+    from zope.interface.interface import InterfaceClass
+
+    if isinstance(obj, InterfaceClass):
+        return name in obj.names()
+    if isinstance(obj, type) and dataclasses.is_dataclass(obj):
+        if name in {f.name for f in dataclasses.fields(obj)}:
+            return True  # a field with a default_factory has no class attribute
+    return hasattr(obj, name)
+
+
+def _resolves(target: str) -> bool:
+    """Whether TARGET (relative to the package, as on the pages) exists."""
+    if target.split(".")[0] != "smtpsession":
+        target = f"smtpsession.{target}"
+    parts = target.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for name in parts[i:]:
+            if not _has(obj, name):
+                return False
+            obj = getattr(obj, name, None)
+        return True
+    return False
+
+
+def _literal_blocks(text: str) -> list[tuple[str, str]]:
+    """
+    Every literal block of a page as (language, code): the
+    ``.. code-block:: LANGUAGE`` directives, and the ``::`` paragraphs
+    (Python, the manual's default).
+    """
+    import textwrap
+
+    lines = text.splitlines()
+    blocks = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        m = re.match(r"\s*\.\. code-block:: (\w+)\s*$", line)
+        if m:
+            language = m.group(1)
+        elif line.rstrip().endswith("::") and not re.match(r"\s*\.\. [\w:-]+::", line):
+            language = "python"
+        else:
+            continue
+        indent = len(line) - len(line.lstrip())
+        body = []
+        while i < len(lines) and (
+            not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent
+        ):
+            body.append(lines[i])
+            i += 1
+        blocks.append((language, textwrap.dedent("\n".join(body)).strip("\n")))
+    return blocks
+
+
+#: How a command line that runs the daemon starts.
+_DAEMON_COMMAND = re.compile(r"(twistd|smtpsession|python3? -m smtpsession)( |$)")
+
+
+def _daemon_commands(code: str) -> list[list[str]]:
+    """
+    The command lines of a shell block that run the daemon (``twistd ...
+    smtpsession``, ``smtpsession``, ``python -m smtpsession``), split into
+    words.
+    """
+    joined = re.sub(r"\\\n\s*", " ", code)
+    return [
+        line.split() for line in joined.splitlines() if _DAEMON_COMMAND.match(line.strip())
+    ]
+
+
+def _unknown_flags(words: list[str], twistd_flags: set[str], flags: set[str]) -> list[str]:
+    """The --flags of a daemon command line that twistd (before the
+    ``smtpsession`` subcommand) or the daemon (after it) does not have."""
+    subcommand = words.index("smtpsession") if "smtpsession" in words else len(words)
+    if subcommand == 0:  # the smtpsession command: the daemon's flags and --reactor
+        flags = flags | {"reactor"}
+    unknown = []
+    for position, word in enumerate(words):
+        if word.startswith("--"):
+            known = twistd_flags if position < subcommand else flags
+            if word[2:].split("=")[0] not in known:
+                unknown.append(word)
+    return unknown
+
+
+def test_migration_guides_name_real_things() -> None:
+    """
+    Every smtpsession name the migration guides cite exists.  The pages cite
+    them in forms a machine can check: Python roles (``:attr:``,
+    ``:meth:``, ``:class:``, ...) whose targets must resolve (an
+    ``SMTPServerOptions.X`` target must be a dataclass field, a
+    ``Handler.X`` target a hook), ``:option:`` roles and ``--flag``
+    literals that must be flags of ``twistd smtpsession`` (or of twistd
+    itself), daemon command lines (inline, or in shell blocks), and Python
+    blocks
+    that must parse, import only names smtpsession has, and define only
+    real hooks.  Each guide maps every hook, and the smtp-server guide
+    every option and callback of smtp-server it promises to.
+    """
+    import ast
+
+    from twisted.scripts.twistd import ServerOptions
+
+    from smtpsession import ISMTPHandler
+
+    hooks = set(ISMTPHandler.names())
+    fields = {f.name for f in dataclasses.fields(SMTPServerOptions)}
+    flags = set(daemon_flags())
+    assert flags, "the daemon's flags could not be read"
+    twistd_flags = {entry.rstrip("=") for entry in ServerOptions().longOpt}
+    index = (DOCS / "index.rst").read_text()
+    problems: list[str] = []
+    cited_fields: dict[str, set[str]] = {}
+
+    for guide in MIGRATION_GUIDES:
+        text = (DOCS / guide).read_text()
+        if guide.removesuffix(".rst") not in index:
+            problems.append(f"{guide}: not in the toctree of index.rst")
+        fields_here = cited_fields[guide] = set()
+        hooks_here = set()
+
+        for role_text in _PY_XREF.findall(text):
+            target = _xref_target(role_text)
+            if not _cites_smtpsession(target):
+                continue  # another project's name (Twisted's Deferred)
+            if not _resolves(target):
+                problems.append(f"{guide}: {target} does not exist")
+            owner, _, attribute = target.rpartition(".")
+            owner = owner.rpartition(".")[2]
+            if owner == "SMTPServerOptions" and attribute not in ("replace", "hidden_extensions"):
+                if attribute in fields:
+                    fields_here.add(attribute)
+                else:
+                    problems.append(f"{guide}: SMTPServerOptions has no field {attribute!r}")
+            if owner == "Handler":
+                if attribute in hooks:
+                    hooks_here.add(attribute)
+                else:
+                    problems.append(f"{guide}: {attribute!r} is not a hook")
+
+        for role_text in _OPTION_XREF.findall(text):
+            flag = _xref_target(role_text).split()[0].lstrip("-")
+            if flag not in flags:
+                problems.append(f"{guide}: twistd smtpsession has no flag --{flag}")
+        for flag in _LITERAL_FLAG.findall(text):
+            if flag not in flags | twistd_flags:
+                problems.append(f"{guide}: ``--{flag}`` is no flag of twistd or the daemon")
+
+        for language, code in _literal_blocks(text):
+            if language == "python":
+                try:
+                    tree = ast.parse(code)
+                except SyntaxError as e:
+                    problems.append(f"{guide}: a Python block does not parse: {e}\n{code}")
+                    continue
+                for node in ast.walk(tree):
+                    if (
+                        isinstance(node, ast.ImportFrom)
+                        and node.module
+                        and node.module.split(".")[0] == "smtpsession"
+                    ):
+                        module = importlib.import_module(node.module)
+                        problems.extend(
+                            f"{guide}: from {node.module} import {alias.name}: no such name"
+                            for alias in node.names
+                            if not hasattr(module, alias.name)
+                        )
+                    if (
+                        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                        and node.name.startswith("on_")
+                        and node.name not in hooks
+                    ):
+                        problems.append(f"{guide}: def {node.name}: not a hook")
+            elif language == "sh":
+                for words in _daemon_commands(code):
+                    for word in _unknown_flags(words, twistd_flags, flags):
+                        problems.append(f"{guide}: {' '.join(words)}: unknown {word}")
+        for command in _LITERAL_COMMAND.findall(text):
+            for word in _unknown_flags(command.split(), twistd_flags, flags):
+                problems.append(f"{guide}: ``{command}``: unknown {word}")
+
+        if hooks - hooks_here:
+            problems.append(f"{guide}: hooks not mapped: {sorted(hooks - hooks_here)}")
+
+    smtp_server = (DOCS / "howto" / "from-smtp-server.rst").read_text()
+    problems.extend(
+        f"from-smtp-server.rst: smtp-server's {name.rstrip('(')} is not mapped"
+        for name in SMTP_SERVER_NAMES
+        if f"``{name}" not in smtp_server
+    )
+    # The options table maps smtp-server's options (some 45 of them) to fields.
+    assert len(cited_fields["howto/from-smtp-server.rst"]) >= 45, sorted(
+        cited_fields["howto/from-smtp-server.rst"]
+    )
+    assert not problems, "\n".join(problems)
+
+
+def test_from_aiosmtpd_example(tmp_path: Path) -> None:
+    """
+    The aiosmtpd guide's handler: other domains are refused, a message is
+    saved whole under a unique name that the reply gives, and a body cut
+    short leaves no file behind.
+    """
+    from smtpsession.testing.memory import MemoryServer
+
+    example = load_example("from_aiosmtpd")
+    directory = tmp_path / "mail"
+    server = MemoryServer(example.SaveToDirectory("Example.COM", str(directory)))
+    client = server.connect()
+    client.ehlo()
+    body = message("saved")
+    replies = client.send_message("a@example.org", ["bob@example.com", "eve@example.net"], body)
+    assert replies[:3] == [
+        "250 2.1.0 Accepted",
+        "250 2.1.5 Accepted",
+        "550 5.7.1 Relaying denied",
+    ]
+    assert replies[3].startswith("354 ")
+    saved = re.fullmatch(r"250 2\.6\.0 OK: saved as ([0-9a-f]{32}\.1\.eml)", replies[4])
+    assert saved is not None, replies
+    assert [p.name for p in directory.iterdir()] == [saved.group(1)]
+    assert (directory / saved.group(1)).read_bytes() == body
+
+    cut = server.connect()
+    cut.ehlo()
+    cut.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n" + body)
+    cut.disconnect()
+    assert [p.name for p in directory.iterdir()] == [saved.group(1)]
 
 
 @pytest.fixture(autouse=True)

@@ -638,6 +638,24 @@ def test_asyncio_hooks_under_the_asyncio_reactor(tmp_path: Path, daemons: list[D
     assert "imports asyncio" not in d.output
 
 
+def test_the_command_takes_the_asyncio_reactor(tmp_path: Path, daemons: list[Daemon]) -> None:
+    """`smtpsession --reactor asyncio` (the command's one twistd flag) runs
+    the same asyncio handler."""
+    (tmp_path / "aio_inbox.py").write_text(ASYNCIO_HANDLER)
+    d = Daemon(tmp_path, [
+        sys.executable, "-m", "smtpsession", "--port", LOCAL, "--handler", "aio_inbox.Inbox",
+        "--reactor", "asyncio", "--no-reverse-lookup",
+    ])  # fmt: skip
+    daemons.append(d)
+    port = d.port()
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
+        refused = client.sendmail("a@example.org", ["b@example.com", "nobody@example.com"], b"Subject: x\r\n\r\nhi\r\n")
+    assert refused == {"nobody@example.com": (550, b"5.1.1 No such user here")}
+    assert "AsyncioSelectorReactor" in d.output
+    d.signal(signal.SIGTERM)
+    assert_clean_exit(d)
+
+
 def test_asyncio_hooks_under_the_default_reactor_say_the_fix(
     tmp_path: Path, daemons: list[Daemon]
 ) -> None:

@@ -77,7 +77,7 @@ class Shell:
     def serve(self, line: str, timeout: float) -> subprocess.Popen[str]:
         """Start a daemon command line and wait for its listening line."""
         (self.cwd / "twistd.pid").unlink(missing_ok=True)
-        log = open(self.cwd / f"daemon-{time.monotonic_ns()}.out", "w+")  # noqa: SIM115
+        log = open(self.cwd / f"daemon-{time.monotonic_ns()}.out", "w+")
         proc = subprocess.Popen(
             ["bash", "-c", line], cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             text=True,
