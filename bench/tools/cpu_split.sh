@@ -3,8 +3,8 @@
 # w50 load (smtp-source, 50 sessions, 1 KB messages), for Twisted's floor (a protocol that
 # parses nothing, tools/twisted_floor.py), the same floor slowed by 2 and 4 us of busy work
 # per read (4 reads per message), the floor and the 4 us one again with replies sent together
-# ("batched", as smtpsession does), smtpsession (both builds) and node's smtp-server: each
-# alone on the machine, one after the other.
+# ("batched", as smtpsession does), smtpsession (both builds, with its default transaction log
+# and without it), node's smtp-server and go-smtp: each alone on the machine, one after the other.
 #
 # It shows what the benchmark's tables cannot: how much of smtpsession's CPU is Twisted's own
 # floor, and that a server's system time per message grows with its user time (each reply then
@@ -56,6 +56,11 @@ for _ in $(seq "${REPS:-1}"); do
   measure "smtpsession" -- env TWISTD="$peers/smtpsession/bin/twistd" ./smtpsession-server.sh {port}
   measure "smtpsession (mypyc)" -- \
     env TWISTD="$peers/smtpsession-mypyc/bin/twistd" ./smtpsession-server.sh {port}
+  measure "smtpsession, no log" -- \
+    env NOLOG=1 TWISTD="$peers/smtpsession/bin/twistd" ./smtpsession-server.sh {port}
+  measure "smtpsession (mypyc), no log" -- \
+    env NOLOG=1 TWISTD="$peers/smtpsession-mypyc/bin/twistd" ./smtpsession-server.sh {port}
   measure "node smtp-server" -- \
     env NODE_PATH="$peers/node/node_modules" node peers/node_sink.cjs {port} smtp
+  measure "go-smtp" -- "$peers/go/gosmtp_sink" {port}
 done
