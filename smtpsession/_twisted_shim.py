@@ -24,7 +24,11 @@ The internals:
     transaction log can be written there in batches (a log event costs
     more than receiving a small message), and so that the daemon can put a
     filter in front of twistd's observer (the per-lookup chatter of
-    twisted.names' UDP ports).
+    twisted.names' UDP ports);
+  - C{_interface} and C{_port} of C{twisted.internet.endpoints}'
+    C{TCP4ServerEndpoint}, C{TCP6ServerEndpoint} and C{SSL4ServerEndpoint}:
+    the address an endpoint string names, as Twisted parsed it, so that the
+    daemon can find a port in use before twistd forks.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ __all__ = [
     "sole_text_log_file",
     "still_sole_observer",
     "wrap_sole_observer",
+    "tcp_listen_address",
 ]
 
 
@@ -206,3 +211,24 @@ def still_sole_observer(observer: Any) -> bool:
 
     observers = getattr(globalLogPublisher, "_observers", None)
     return isinstance(observers, list) and len(observers) == 1 and observers[0] is observer
+
+
+def tcp_listen_address(endpoint: object) -> tuple[str, int, bool] | None:
+    """
+    The (interface, port, IPv6) a TCP or SSL server endpoint will listen
+    on, as C{serverFromString} parsed it; C{None} for any other endpoint (or
+    if Twisted no longer keeps them there).  Reads C{_interface} and C{_port}.
+    """
+    from twisted.internet import endpoints
+
+    if isinstance(endpoint, endpoints.TCP6ServerEndpoint):
+        ipv6 = True
+    elif isinstance(endpoint, (endpoints.TCP4ServerEndpoint, endpoints.SSL4ServerEndpoint)):
+        ipv6 = False
+    else:
+        return None
+    interface = getattr(endpoint, "_interface", None)
+    port = getattr(endpoint, "_port", None)
+    if not isinstance(interface, str) or not isinstance(port, int):
+        return None
+    return interface, port, ipv6

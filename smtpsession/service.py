@@ -32,6 +32,8 @@ from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from smtpsession import _twisted_shim
+
 if TYPE_CHECKING:
     from smtpsession.factory import SMTPServerFactory
 
@@ -310,25 +312,28 @@ def with_backlog(description: str) -> str:
     return f"{description}:backlog={BACKLOG}"
 
 
-
-def cannot_listen(description: str) -> str | None:
+def cannot_listen(endpoint: object, description: str) -> str | None:
     """
-    Why a TCP-like endpoint string could not be listened on now (the port is
-    taken, or needs privileges), or C{None}: a bind and close made before
-    twistd daemonizes.  A failure after that is reported by twistd as a
-    truncated bytes repr from the child process; found here, it is one
-    readable line.  Other endpoints (unix:, systemd:, ...) and port 0 are not
-    probed; the real listen still decides.
+    Why a TCP endpoint (as C{serverFromString} parsed C{description}) could
+    not be listened on now (the port is taken, or needs privileges), or
+    C{None}: a bind and close made before twistd daemonizes.  A failure
+    after that is reported by twistd as a truncated bytes repr from the
+    child process; found here, it is one readable line.  Other endpoints
+    (unix:, systemd:, ...) and port 0 are not probed; the real listen still
+    decides.
     """
     import errno
     import socket
 
-    fields = _endpoint_fields(description)
-    if fields is None:
+    address = _twisted_shim.tcp_listen_address(endpoint)
+    if address is None:
         return None
-    family, host, port = fields
+    host, port, ipv6 = address
     if port == 0:
         return None
+    family = socket.AF_INET6 if ipv6 or ":" in host else socket.AF_INET
+    if family == socket.AF_INET6 and not host:
+        host = "::"
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Twisted does
         if family == socket.AF_INET6:
@@ -339,25 +344,3 @@ def cannot_listen(description: str) -> str | None:
             if e.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
                 return f"cannot listen ({e.strerror}) on {description}"
     return None
-
-
-def _endpoint_fields(description: str) -> tuple[int, str, int] | None:
-    """(family, interface, port) of a tcp:/tcp6:/ssl: endpoint string, or C{None}."""
-    import re
-    import socket
-
-    parts = re.split(r"(?<!\\):", description)
-    kind = parts[0].lower()
-    if kind not in ("tcp", "tcp6", "ssl") or len(parts) < 2:
-        return None
-    args = [p.replace("\\:", ":") for p in parts[1:]]
-    named = dict(a.split("=", 1) for a in args if "=" in a)
-    positional = [a for a in args if "=" not in a]
-    port_text = named.get("port") or (positional[0] if positional else "")
-    if not port_text.isdigit():
-        return None
-    family = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
-    host = named.get("interface", "::" if kind == "tcp6" else "")
-    if ":" in host:
-        family = socket.AF_INET6
-    return family, host, int(port_text)

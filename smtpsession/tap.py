@@ -501,10 +501,10 @@ def _check_endpoint(reactor: Any, description: str) -> None:
     from twisted.internet.endpoints import serverFromString
 
     try:
-        serverFromString(reactor, description)
+        endpoint = serverFromString(reactor, description)
     except Exception as e:
         raise usage.UsageError(f"--port {description!r}: {one_line(e)}") from None
-    reason = cannot_listen(description)
+    reason = cannot_listen(endpoint, description)
     if reason is not None:
         raise usage.UsageError(reason)
 

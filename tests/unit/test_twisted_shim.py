@@ -101,12 +101,31 @@ def test_set_read_size_sets_the_recv_size() -> None:
     assert t.bufferSize == 262144
 
 
+def test_tcp_listen_address_reads_what_serverfromstring_parsed() -> None:
+    """The port and interface of parsed TCP endpoints (the daemon probes them
+    before twistd forks); other endpoints have none."""
+    from twisted.internet.endpoints import serverFromString
+    from twisted.internet.testing import MemoryReactor
+
+    reactor = MemoryReactor()
+    assert shim.tcp_listen_address(serverFromString(reactor, "tcp:2525")) == ("", 2525, False)
+    assert shim.tcp_listen_address(
+        serverFromString(reactor, "tcp:port=26:interface=127.0.0.1")
+    ) == ("127.0.0.1", 26, False)
+    assert shim.tcp_listen_address(
+        serverFromString(reactor, r"tcp6:25:interface=\:\:1")
+    ) == ("::1", 25, True)
+    assert shim.tcp_listen_address(serverFromString(reactor, "unix:/nonexistent/sock")) is None
+
+
 def test_no_other_module_touches_twisted_internals() -> None:
     """
     Outside the shim, no module reads a private attribute of a Twisted
     object or imports a private Twisted module.
     """
-    private_attrs = {"_tempDataBuffer", "dataBuffer", "doWrite", "bufferSize", "_connection"}
+    private_attrs = {
+        "_tempDataBuffer", "dataBuffer", "doWrite", "bufferSize", "_connection", "_port", "_interface",
+    }  # fmt: skip
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         if path.name == "_twisted_shim.py":
