@@ -136,8 +136,8 @@ def install(level: str = "info", log_format: str = "text") -> bool:
     logging is not twistd's single observer on a file.
     """
     min_level = LogLevel.levelWithName(level)
-    found = _twisted_shim.sole_text_log_file()
     if log_format == "json":
+        found = _twisted_shim.sole_text_log_file()
         if found is None:
             return False
         out: TextIO = found[1]

@@ -154,7 +154,9 @@ def asyncio_without_its_reactor(handler: object, reactor: Any) -> str | None:
     module = sys.modules.get(getattr(type(handler), "__module__", "") or "")
     if module is None or not any(v is asyncio for v in vars(module).values()):
         return None
-    if type(reactor).__name__ == "AsyncioSelectorReactor":
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    if isinstance(reactor, AsyncioSelectorReactor):
         return None
     return (
         f"the handler's module {module.__name__} imports asyncio, but the reactor is "

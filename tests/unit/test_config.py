@@ -14,24 +14,11 @@ import pytest
 from twisted.python import usage
 
 from smtpsession import tap
+from tests.unit.taputil import keep_sys_path, parse  # noqa: F401 (keep_sys_path: autouse)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SAMPLE = ROOT / "contrib" / "smtpsession.toml"
 UNIT = ROOT / "contrib" / "smtpsession.service"
-
-
-@pytest.fixture(autouse=True)
-def _keep_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Loading a handler puts the current directory on sys.path: undo it."""
-    import sys
-
-    monkeypatch.setattr(sys, "path", list(sys.path))
-
-
-def parse(*argv: str) -> tap.Options:
-    options = tap.Options()
-    options.parseOptions(list(argv))
-    return options
 
 
 def write(tmp_path: Path, text: str) -> str:

@@ -20,6 +20,7 @@ from twisted.python import usage
 from smtpsession import Handler, SMTPServerOptions, tap
 from smtpsession.handlers import LogHandler, MaildirHandler, RelayHandler, SinkHandler
 from smtpsession.service import SMTPService
+from tests.unit.taputil import keep_sys_path, parse  # noqa: F401 (keep_sys_path: autouse)
 
 #: The flags API.md promises, spelled exactly as there.
 CONTRACT_FLAGS = [
@@ -30,18 +31,6 @@ CONTRACT_FLAGS = [
     "xforward-trusted", "proxy-protocol-trusted", "socket-timeout", "close-timeout",
     "no-reverse-lookup", "auth-file",
 ]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _keep_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Loading a handler puts the current directory on sys.path: undo it."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-
-
-def parse(*argv: str) -> tap.Options:
-    options = tap.Options()
-    options.parseOptions(list(argv))
-    return options
 
 
 def flags_and_docs() -> tuple[dict[str, bool], dict[str, str]]:
