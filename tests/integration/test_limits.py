@@ -386,6 +386,24 @@ def test_pregreet_delay() -> None:
     assert len(handler.messages) == 1
 
 
+def trickle(client: RawClient, data: bytes) -> tuple[Any, int]:
+    """Send C{data} one byte every 0.25 s until the server answers (or the
+    connection breaks): that reply (or C{None}) and the bytes sent."""
+    client.sock.settimeout(0.25)
+    sent = 0
+    for byte in data:
+        try:
+            client.sock.sendall(bytes([byte]))
+        except OSError:
+            break
+        sent += 1
+        try:
+            return client.reply(), sent
+        except TimeoutError:
+            continue
+    return None, sent
+
+
 # ---------------------------------------------------------------------------
 # Deadlines: socket_timeout, session_timeout, data_timeout
 # ---------------------------------------------------------------------------
@@ -399,20 +417,7 @@ def test_socket_timeout_cuts_a_client_trickling_bytes() -> None:
         client = RawClient(*server.address, timeout=20)
         try:
             client.command("EHLO slow.test")
-            client.sock.settimeout(0.25)
-            sent = 0
-            reply = None
-            for byte in b"MAIL FROM:<" + b"x" * 200:
-                try:
-                    client.sock.sendall(bytes([byte]))
-                except OSError:
-                    break
-                sent += 1
-                try:
-                    reply = client.reply()
-                    break
-                except TimeoutError:
-                    continue
+            reply, sent = trickle(client, b"MAIL FROM:<" + b"x" * 200)
             assert reply == IDLE
             # 2 s (plus one sweep tick) at 4 bytes a second; 200 is far beyond.
             assert sent < 100
@@ -435,20 +440,7 @@ def test_socket_timeout_cuts_a_body_trickled_byte_by_byte(verb: str) -> None:
                 client.command("MAIL FROM:<a@example.org>")
                 client.command("RCPT TO:<b@example.com>")
                 client.send(b"BDAT 100000 LAST\r\n")
-            client.sock.settimeout(0.25)
-            sent = 0
-            reply = None
-            for _ in range(200):
-                try:
-                    client.sock.sendall(b"x")
-                except OSError:
-                    break
-                sent += 1
-                try:
-                    reply = client.reply()
-                    break
-                except TimeoutError:
-                    continue
+            reply, sent = trickle(client, b"x" * 200)
             assert reply == IDLE
             assert sent < 100
         finally:
