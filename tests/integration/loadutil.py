@@ -1,5 +1,6 @@
 """
-Helpers of tests/integration/test_load_faults.py: server processes whose
+Helpers of tests/integration/test_load_faults.py (and of test_daemon.py's
+crash test): server processes whose
 memory and descriptors are read from /proc, the file-descriptor limit, and
 the JSON lines file the measured figures go to (docs/reliability.md quotes
 them).
@@ -15,16 +16,19 @@ import queue
 import re
 import resource
 import signal
+import smtplib
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import smtpsession
+from tests.conftest import files
 
 HERE = Path(__file__).resolve().parent
 SOURCE = Path(smtpsession.__file__).resolve().parent.parent
@@ -224,3 +228,91 @@ class Figures:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(line + "\n")
         print(line)
+
+
+# ---------------------------------------------------------------------------
+# Crash safety: messages sent until the server is killed, and new/ checked
+# ---------------------------------------------------------------------------
+
+
+def numbered_message(ident: str, size: int) -> bytes:
+    """About C{size} bytes whose Message-ID, subject, every line and last
+    line name C{ident}: a stored copy shows whose it is and whether it is whole."""
+    filler = (b"%s " % ident.encode()) * (size // (len(ident) + 1))
+    lines = [filler[i : i + 76] for i in range(0, len(filler), 76)]
+    return (
+        f"Message-ID: <{ident}@test>\r\nSubject: {ident}\r\n\r\n".encode()
+        + b"\r\n".join(lines)
+        + f"\r\nEND {ident}\r\n".encode()
+    )
+
+
+class AckedSenders:
+    """
+    Threads, each on its own connection, sending messages until stopped or
+    until the server is gone.  Every body is recorded in C{expected} before
+    it is sent and its ident in C{acked} once the server answered 250.
+    """
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        threads: int,
+        messages: int,
+        make: Callable[[int, int], tuple[str, bytes]],
+        expected: dict[str, bytes],
+    ) -> None:
+        self._make = make
+        self._address = address
+        self._messages = messages
+        self.expected = expected
+        self.acked: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._send, args=(t,), daemon=True) for t in range(threads)
+        ]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    def _send(self, t: int) -> None:
+        try:
+            with smtplib.SMTP(*self._address, timeout=20) as client:
+                for n in range(self._messages):
+                    if self._stop.is_set():
+                        return
+                    ident, body = self._make(t, n)
+                    with self._lock:
+                        self.expected[ident] = body
+                    client.sendmail("a@example.org", ["b@example.com"], body)
+                    with self._lock:
+                        self.acked.append(ident)
+        except (OSError, smtplib.SMTPException):
+            return  # the server is gone
+
+
+def stored_whole(new: Path, expected: dict[str, bytes]) -> set[str]:
+    """
+    The idents of the messages in a Maildir's C{new}, each checked to be
+    complete (its bytes from the Message-ID on are what was sent) and none
+    of them a half-sent one (C{PARTIAL...}).
+    """
+    stored: set[str] = set()
+    for path in files(new):
+        data = path.read_bytes()
+        m = re.search(rb"Message-ID: <(\w+)@test>", data)
+        assert m is not None, f"{path.name} has no Message-ID: {data[:300]!r}"
+        ident = m.group(1).decode()
+        assert not ident.startswith("PARTIAL"), f"a half-sent message is in new/: {ident}"
+        assert b"Message-ID: " + data.partition(b"Message-ID: ")[2] == expected[ident], (
+            f"{path.name} is not complete"
+        )
+        stored.add(ident)
+    return stored

@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import files, require_program, wait_until
+from tests.integration.loadutil import AckedSenders, numbered_message, stored_whole
 from tests.rawsmtp import RawClient, connect_refused
 
 REPO = Path(__file__).resolve().parents[2]
@@ -209,16 +210,6 @@ def test_readme_run_command_with_swaks(tmp_path: Path, daemons: list[Daemon]) ->
 # ---------------------------------------------------------------------------
 
 
-def message(ident: str, size: int) -> bytes:
-    filler = (b"%s " % ident.encode()) * (size // (len(ident) + 1))
-    lines = [filler[i : i + 76] for i in range(0, len(filler), 76)]
-    return (
-        f"Message-ID: <{ident}@test>\r\nSubject: {ident}\r\n\r\n".encode()
-        + b"\r\n".join(lines)
-        + f"\r\nEND {ident}\r\n".encode()
-    )
-
-
 @pytest.mark.slow
 def test_sigkill_in_flight(tmp_path: Path, daemons: list[Daemon]) -> None:
     """SIGKILL while several clients are in the middle of their bodies and
@@ -234,53 +225,24 @@ def test_sigkill_in_flight(tmp_path: Path, daemons: list[Daemon]) -> None:
         ident = f"PARTIAL{i}"
         raw = RawClient("127.0.0.1", port)
         raw.start_message("a@example.org", ["b@example.com"])
-        raw.send(message(ident, 100_000)[:60_000])
+        raw.send(numbered_message(ident, 100_000)[:60_000])
         partial.append(raw)
     wait_until(lambda: len(files(maildir / "tmp")) >= 4, timeout=15)
 
-    acked: list[str] = []
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def sender(t: int) -> None:
-        try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
-                for n in range(300):
-                    if stop.is_set():
-                        return
-                    ident = f"MSG{t}x{n}"
-                    body = message(ident, 20_000 + 7919 * n % 60_000)
-                    with lock:
-                        expected[ident] = body
-                    client.sendmail("a@example.org", ["b@example.com"], body)
-                    with lock:
-                        acked.append(ident)
-        except (OSError, smtplib.SMTPException):
-            return  # the daemon is gone
-
-    threads = [threading.Thread(target=sender, args=(t,), daemon=True) for t in range(6)]
-    for t in threads:
-        t.start()
-    wait_until(lambda: len(acked) >= 40, timeout=60)
+    senders = AckedSenders(
+        ("127.0.0.1", port), threads=6, messages=300, expected=expected,
+        make=lambda t, n: (f"MSG{t}x{n}", numbered_message(f"MSG{t}x{n}", 20_000 + 7919 * n % 60_000)),
+    )  # fmt: skip
+    senders.start()
+    wait_until(lambda: len(senders.acked) >= 40, timeout=60)
     d.signal(signal.SIGKILL)
     d.wait()
-    stop.set()
-    for t in threads:
-        t.join(30)
+    senders.stop()
     for raw in partial:
         raw.close()
 
-    stored: dict[str, bytes] = {}
-    for path in files(maildir / "new"):
-        data = path.read_bytes()
-        m = re.search(rb"Message-ID: <(\w+)@test>", data)
-        assert m is not None, f"{path.name} has no Message-ID: {data[:300]!r}"
-        ident = m.group(1).decode()
-        assert not ident.startswith("PARTIAL"), f"a half-sent message is in new/: {ident}"
-        body = data.partition(b"Message-ID: ")[2]
-        assert b"Message-ID: " + body == expected[ident], f"{path.name} is not complete"
-        stored[ident] = data
-    missing = [ident for ident in acked if ident not in stored]
+    stored = stored_whole(maildir / "new", expected)
+    missing = [ident for ident in senders.acked if ident not in stored]
     assert not missing, f"got 250 but not in new/: {missing}"
     assert len(files(maildir / "tmp")) >= 4  # the kill did catch bodies in flight
 

@@ -55,13 +55,16 @@ from smtpsession.stream import StreamAborted
 from smtpsession.testing import RunningServer, call_in_reactor, serve
 from tests.conftest import files, require_program, wait_until
 from tests.integration.loadutil import (
+    AckedSenders,
     Daemon,
     Figures,
     LoadServer,
     need_proc,
+    numbered_message,
     open_fds,
     raise_fd_limit,
     status_kib,
+    stored_whole,
 )
 from tests.rawsmtp import RawClient
 
@@ -685,75 +688,37 @@ def test_a_failing_opening_hook_is_a_clean_refusal(hook: str, tmp_path: Path) ->
 # ---------------------------------------------------------------------------
 
 
-def body_of(ident: str, size: int) -> bytes:
-    filler = (b"%s " % ident.encode()) * (size // (len(ident) + 1))
-    lines = [filler[i : i + 76] for i in range(0, len(filler), 76)]
-    return (
-        f"Message-ID: <{ident}@test>\r\nSubject: {ident}\r\n\r\n".encode()
-        + b"\r\n".join(lines)
-        + f"\r\nEND {ident}\r\n".encode()
-    )
-
-
 def kill_round(tmp_path: Path, maildir: Path, round_no: int, expected: dict[str, bytes]) -> dict[str, int]:
     """One round: deliveries in flight, SIGKILL; check new/. Returns the round's counts."""
     daemon = Daemon(tmp_path, "--maildir", str(maildir), "--no-transaction-log")
     partial: list[RawClient] = []
-    acked: list[str] = []
-    lock = threading.Lock()
-    stop = threading.Event()
+
+    def make(t: int, n: int) -> tuple[str, bytes]:
+        ident = f"R{round_no}T{t}N{n}"
+        return ident, numbered_message(ident, 5_000 + 7919 * n % 40_000)
+
+    senders = AckedSenders(daemon.address, threads=4, messages=200, make=make, expected=expected)
     try:
         tmp_before = len(files(maildir / "tmp"))
         for i in range(2):
             raw = RawClient(*daemon.address, timeout=20)
             raw.start_message("a@example.org", ["b@example.com"])
-            raw.send(body_of(f"PARTIAL{round_no}x{i}", 100_000)[:50_000])
+            raw.send(numbered_message(f"PARTIAL{round_no}x{i}", 100_000)[:50_000])
             partial.append(raw)
         wait_until(lambda: len(files(maildir / "tmp")) >= tmp_before + 2, timeout=20)
-
-        def sender(t: int) -> None:
-            try:
-                with smtplib.SMTP(*daemon.address, timeout=20) as client:
-                    for n in range(200):
-                        if stop.is_set():
-                            return
-                        ident = f"R{round_no}T{t}N{n}"
-                        body = body_of(ident, 5_000 + 7919 * n % 40_000)
-                        with lock:
-                            expected[ident] = body
-                        client.sendmail("a@example.org", ["b@example.com"], body)
-                        with lock:
-                            acked.append(ident)
-            except (OSError, smtplib.SMTPException):
-                return  # the daemon is gone
-
-        threads = [threading.Thread(target=sender, args=(t,), daemon=True) for t in range(4)]
-        for t in threads:
-            t.start()
-        wait_until(lambda: len(acked) >= 20, timeout=60)
+        senders.start()
+        wait_until(lambda: len(senders.acked) >= 20, timeout=60)
         daemon.kill(signal.SIGKILL)
-        stop.set()
-        for t in threads:
-            t.join(30)
+        senders.stop()
     finally:
         daemon.kill()
         for raw in partial:
             raw.close()
 
-    stored: set[str] = set()
-    for path in files(maildir / "new"):
-        data = path.read_bytes()
-        m = re.search(rb"Message-ID: <(\w+)@test>", data)
-        assert m is not None, f"{path.name} has no Message-ID: {data[:300]!r}"
-        ident = m.group(1).decode()
-        assert not ident.startswith("PARTIAL"), f"a half-sent message is in new/: {ident}"
-        assert b"Message-ID: " + data.partition(b"Message-ID: ")[2] == expected[ident], (
-            f"{path.name} is not complete"
-        )
-        stored.add(ident)
-    lost = [ident for ident in acked if ident not in stored]
+    stored = stored_whole(maildir / "new", expected)
+    lost = [ident for ident in senders.acked if ident not in stored]
     assert not lost, f"round {round_no}: got 250 but not in new/: {lost}"
-    return {"acked": len(acked), "lost": len(lost), "in_tmp": len(files(maildir / "tmp"))}
+    return {"acked": len(senders.acked), "lost": len(lost), "in_tmp": len(files(maildir / "tmp"))}
 
 
 @pytest.mark.slow
@@ -777,7 +742,7 @@ def test_sigkill_during_maildir_delivery(tmp_path: Path, figures: Figures) -> No
     daemon = Daemon(tmp_path, "--maildir", str(maildir), "--no-transaction-log")
     try:
         with smtplib.SMTP(*daemon.address, timeout=20) as client:
-            client.sendmail("a@example.org", ["b@example.com"], body_of("AFTER", 1000))
+            client.sendmail("a@example.org", ["b@example.com"], numbered_message("AFTER", 1000))
         left = files(maildir / "tmp")
         daemon.kill(signal.SIGTERM)
     finally:
