@@ -11,8 +11,12 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from smtpsession import SMTPServerOptions
+from smtpsession.testing import RunningServer, call_in_reactor
 
 
 def require_program(name: str) -> str:
@@ -43,3 +47,15 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
 def files(directory: Path) -> list[Path]:
     """The entries of a directory, sorted; none if it does not exist."""
     return sorted(directory.iterdir()) if directory.exists() else []
+
+
+def options(**kw: Any) -> SMTPServerOptions:
+    """Test options: a fixed name, no DNS; everything else as given or default."""
+    kw.setdefault("name", "mx.test")
+    kw.setdefault("disable_reverse_lookup", True)
+    return SMTPServerOptions(**kw)
+
+
+def connections(server: RunningServer) -> int:
+    """How many connections a threaded test server holds (read in the reactor thread)."""
+    return int(call_in_reactor(lambda: len(server.factory.connections)))

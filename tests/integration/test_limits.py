@@ -31,8 +31,8 @@ import pytest
 from twisted.internet.defer import CancelledError, Deferred
 
 from smtpsession import Handler, SMTPServerOptions
-from smtpsession.testing import RecordingHandler, RunningServer, call_in_reactor, serve
-from tests.conftest import require_program, wait_until
+from smtpsession.testing import RecordingHandler, RunningServer, serve
+from tests.conftest import connections, options, require_program, wait_until
 from tests.rawsmtp import RawClient
 
 TOO_MANY = (421, "4.7.0 Too many connections from your address")
@@ -40,18 +40,6 @@ TIMED_OUT = (451, "4.3.0 Error: timed out, try again later")
 IDLE = (421, "4.4.2 Timeout - closing connection")
 IDLE_BEFORE_EHLO = (421, "Timeout - closing connection")
 BODY = b"Subject: limits\r\n\r\nHello.\r\n"
-
-
-def options(**kw: Any) -> SMTPServerOptions:
-    """Test options: a fixed name, no DNS; everything else as given or default."""
-    kw.setdefault("name", "mx.test")
-    kw.setdefault("disable_reverse_lookup", True)
-    return SMTPServerOptions(**kw)
-
-
-def connections(server: RunningServer) -> int:
-    """How many connections the server holds (read in the reactor thread)."""
-    return int(call_in_reactor(lambda: len(server.factory.connections)))
 
 
 def raw_from(server: RunningServer, source: str) -> RawClient:

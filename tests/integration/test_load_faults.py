@@ -47,13 +47,13 @@ from typing import Any
 import pytest
 from twisted.internet.defer import CancelledError, Deferred, fail
 
-from smtpsession import Handler, SMTPServerOptions
+from smtpsession import Handler
 from smtpsession.cred import hash_password
 from smtpsession.handlers import MaildirHandler
 from smtpsession.handlers.maildir import ORPHAN_AGE
 from smtpsession.stream import StreamAborted
-from smtpsession.testing import RunningServer, call_in_reactor, serve
-from tests.conftest import files, require_program, wait_until
+from smtpsession.testing import serve
+from tests.conftest import connections, files, options, require_program, wait_until
 from tests.integration.loadutil import (
     AckedSenders,
     Daemon,
@@ -82,16 +82,6 @@ def figures(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         reporter.write_line(f"load figures ({len(recorder.lines)} lines) appended to {path}:")
         for line in recorder.lines:
             reporter.write_line(line)
-
-
-def options(**kw: Any) -> SMTPServerOptions:
-    kw.setdefault("name", "mx.test")
-    kw.setdefault("disable_reverse_lookup", True)
-    return SMTPServerOptions(**kw)
-
-
-def connections(server: RunningServer) -> int:
-    return int(call_in_reactor(lambda: len(server.factory.connections)))
 
 
 def reset(sock: socket.socket) -> None:

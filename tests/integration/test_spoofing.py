@@ -9,21 +9,13 @@ tests/integration/test_proxy_protocol.py).
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from smtpsession import SMTPServerOptions
 from smtpsession.testing import RecordingHandler, serve
+from tests.conftest import options
 from tests.rawsmtp import RawClient
 
 NOT_ALLOWED = (550, "5.7.0 Error: Not allowed")
-
-
-def options(**kw: Any) -> SMTPServerOptions:
-    kw.setdefault("name", "mx.test")
-    kw.setdefault("disable_reverse_lookup", True)
-    return SMTPServerOptions(**kw)
 
 
 @pytest.mark.parametrize("verb", ["XCLIENT", "XFORWARD"])
