@@ -581,32 +581,26 @@ class Inbox(Handler):
 '''
 
 
-def test_asyncio_hooks_under_the_asyncio_reactor(tmp_path: Path, daemons: list[Daemon]) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["twistd", "--reactor=asyncio", "-n", "--pidfile=", "smtpsession"],
+        ["python", "-m", "smtpsession", "--reactor", "asyncio"],
+    ],
+    ids=["twistd", "smtpsession-command"],
+)
+def test_asyncio_hooks_under_the_asyncio_reactor(
+    tmp_path: Path, daemons: list[Daemon], command: list[str]
+) -> None:
     """A handler written for asyncio (asyncio.sleep, the running loop, its
     futures), in a module of the current directory, under
-    `twistd --reactor=asyncio`: it answers as written."""
+    `twistd --reactor=asyncio` or `smtpsession --reactor asyncio` (the
+    command's one twistd flag): it answers as written."""
     (tmp_path / "aio_inbox.py").write_text(ASYNCIO_HANDLER)
+    program = [twistd()] if command[0] == "twistd" else [sys.executable]
     d = Daemon(tmp_path, [
-        twistd(), "--reactor=asyncio", "-n", "--pidfile=", "smtpsession", "--port", LOCAL,
-        "--handler", "aio_inbox.Inbox", "--no-reverse-lookup",
-    ])  # fmt: skip
-    daemons.append(d)
-    port = d.port()
-    with smtplib.SMTP("127.0.0.1", port, timeout=20) as client:
-        refused = client.sendmail("a@example.org", ["b@example.com", "nobody@example.com"], b"Subject: x\r\n\r\nhi\r\n")
-    assert refused == {"nobody@example.com": (550, b"5.1.1 No such user here")}
-    d.signal(signal.SIGTERM)
-    assert_clean_exit(d)
-    assert "imports asyncio" not in d.output
-
-
-def test_the_command_takes_the_asyncio_reactor(tmp_path: Path, daemons: list[Daemon]) -> None:
-    """`smtpsession --reactor asyncio` (the command's one twistd flag) runs
-    the same asyncio handler."""
-    (tmp_path / "aio_inbox.py").write_text(ASYNCIO_HANDLER)
-    d = Daemon(tmp_path, [
-        sys.executable, "-m", "smtpsession", "--port", LOCAL, "--handler", "aio_inbox.Inbox",
-        "--reactor", "asyncio", "--no-reverse-lookup",
+        *program, *command[1:], "--port", LOCAL, "--handler", "aio_inbox.Inbox",
+        "--no-reverse-lookup",
     ])  # fmt: skip
     daemons.append(d)
     port = d.port()
@@ -616,6 +610,7 @@ def test_the_command_takes_the_asyncio_reactor(tmp_path: Path, daemons: list[Dae
     assert "AsyncioSelectorReactor" in d.output
     d.signal(signal.SIGTERM)
     assert_clean_exit(d)
+    assert "imports asyncio" not in d.output
 
 
 def test_asyncio_hooks_under_the_default_reactor_say_the_fix(
