@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_cli -*-
+# -*- test-case-name: tests.integration.test_daemon -*-
 """
 The C{smtpsession} command (and C{python -m smtpsession}).
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+
+from smtpsession.config import find_flag
 
 __all__ = ["main"]
 
@@ -37,11 +39,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _take_reactor(args: list[str]) -> tuple[list[str], list[str]]:
     """C{--reactor NAME} (or C{=NAME}) taken out of C{args}, for twistd."""
-    for i, arg in enumerate(args):
-        if arg == "--":
-            break
-        if arg.startswith("--reactor="):
-            return [arg], args[:i] + args[i + 1 :]
-        if arg == "--reactor" and i + 1 < len(args):
-            return [f"--reactor={args[i + 1]}"], args[:i] + args[i + 2 :]
-    return [], args
+    found = find_flag(args, "reactor")
+    if found is None:
+        return [], args
+    where, name = found
+    return [f"--reactor={name}"], args[: where.start] + args[where.stop :]

@@ -23,23 +23,32 @@ from typing import Any
 
 from twisted.python import usage
 
-__all__ = ["config_path", "config_arguments"]
+__all__ = ["find_flag", "config_path", "given_flags", "config_arguments"]
 
 #: The table of handler keyword arguments, and the flag it stands for.
 HANDLER_OPTIONS = "handler_options"
 
 
-def config_path(argv: Sequence[str]) -> str | None:
-    """The value of C{--config} in C{argv}, if there is one (the last wins)."""
+def find_flag(argv: Sequence[str], name: str) -> tuple[slice, str] | None:
+    """
+    Where the last C{--NAME VALUE} or C{--NAME=VALUE} is in C{argv} (before
+    any C{--}), and its value; C{None} if it is not there.
+    """
     found = None
     for i, token in enumerate(argv):
         if token == "--":
             break
-        if token == "--config" and i + 1 < len(argv):
-            found = argv[i + 1]
-        elif token.startswith("--config="):
-            found = token[len("--config=") :]
+        if token == f"--{name}" and i + 1 < len(argv):
+            found = slice(i, i + 2), argv[i + 1]
+        elif token.startswith(f"--{name}="):
+            found = slice(i, i + 1), token[len(name) + 3 :]
     return found
+
+
+def config_path(argv: Sequence[str]) -> str | None:
+    """The value of C{--config} in C{argv}, if there is one (the last wins)."""
+    found = find_flag(argv, "config")
+    return None if found is None else found[1]
 
 
 def given_flags(argv: Sequence[str]) -> set[str]:
