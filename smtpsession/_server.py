@@ -32,9 +32,6 @@ from smtpsession.pipeline import Pipeline
 
 __all__ = ["Server", "Connection"]
 
-#: Addresses whose limits-exempt answer a server remembers (then it starts over).
-_EXEMPT_CACHE = 4096
-
 
 class Connection(Protocol):
     """What the server asks of each live connection."""
@@ -77,8 +74,6 @@ class Server:
         self.auth_enabled = authenticator is not None and "AUTH" not in options.disabled_commands
         self.log_lines = ConnectionLog(reactor, options.transaction_log, options.ignored_hosts)
         self.connections: set[Connection] = set()
-        #: Whether an address is limits-exempt (see L{_exempt}).
-        self._exempt_known: dict[str, bool] = {}
         #: Connections per client address, for max_connections_per_ip.
         self._per_address: dict[str, int] = {}
         self._core_configs: dict[bool, CoreConfig] = {}
@@ -128,27 +123,13 @@ class Server:
         """
         options = self.options
         limit = options.max_connections_per_ip
-        if not limit or self._exempt(address):
+        if not limit or is_trusted(options.limits_exempt, address):
             return True, None
         count = self._per_address.get(address, 0)
         if count >= limit:
             return False, None
         self._per_address[address] = count + 1
         return True, address
-
-    def _exempt(self, address: str) -> bool:
-        """
-        Whether C{address} is in C{limits_exempt}, remembered per address:
-        parsing it with ipaddress on every connection cost more than the
-        rest of the admission (about 15,000 instructions).  At most
-        C{_EXEMPT_CACHE} addresses are kept, then the memory starts over.
-        """
-        known = self._exempt_known.get(address)
-        if known is None:
-            if len(self._exempt_known) >= _EXEMPT_CACHE:
-                self._exempt_known.clear()
-            known = self._exempt_known[address] = is_trusted(self.options.limits_exempt, address)
-        return known
 
     def forget(self, connection: Connection, address: str | None = None) -> None:
         """A connection is gone (it was counted under C{address}, if given)."""

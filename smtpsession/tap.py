@@ -49,8 +49,6 @@ DEFAULT_PORT = "tcp:2525:interface=127.0.0.1"
 PROGRAM = "twistd smtpsession"
 DEFAULT_MAILDIR = "./Maildir"
 
-#: Short names accepted by C{--handler}.
-
 
 # ---------------------------------------------------------------------------
 # Flags generated from SMTPServerOptions
@@ -358,7 +356,8 @@ class Options(usage.Options):
         for description in self.endpoints:
             _check_endpoint(reactor, description)
         self.factory = self._factory(reactor)
-        self.warnings = [w for w in [asyncio_without_its_reactor(self.handler, reactor)] if w]
+        warning = asyncio_without_its_reactor(self.handler, reactor)
+        self.warnings = [warning] if warning else []
 
     def _server_options(self) -> SMTPServerOptions:
         kwargs: dict[str, Any] = {}

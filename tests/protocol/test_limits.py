@@ -247,28 +247,21 @@ def test_defaults_for_the_public_internet(flag: str) -> None:
     expected = {"size": 10 * 1024 * 1024, "reject_oversized": True, "max_connections_per_ip": 50}
     assert getattr(SMTPServerOptions(), flag) == expected[flag]
 
-
-def test_the_exemption_answer_is_remembered_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """limits_exempt is checked once per address (ipaddress parsing on every
-    connection was most of the admission's cost), and the memory of it is
-    bounded: past _EXEMPT_CACHE addresses it starts over."""
+def test_a_peer_address_is_parsed_once_within_bounds() -> None:
+    """limits_exempt (like every trusted-networks setting) parses the client's
+    address once per address (ipaddress parsing on every connection was
+    most of the admission's cost), and the memory of it is bounded."""
     from twisted.internet.testing import MemoryReactorClock
 
-    from smtpsession import Handler, SMTPServerFactory, SMTPServerOptions, _server
+    from smtpsession import Handler, SMTPServerFactory, SMTPServerOptions, options
 
-    monkeypatch.setattr(_server, "_EXEMPT_CACHE", 3)
-    calls: list[str] = []
-    real = _server.is_trusted
-
-    def counting(setting: object, address: str) -> bool:
-        calls.append(address)
-        return real(setting, address)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(_server, "is_trusted", counting)
     server = SMTPServerFactory(Handler(), SMTPServerOptions(), reactor=MemoryReactorClock())._server
+    options._peer_ip.cache_clear()
     for address in ["127.0.0.1", "192.0.2.1", "127.0.0.1", "192.0.2.1"]:
         server.admit_address(address)
-    assert calls == ["127.0.0.1", "192.0.2.1"]
+    info = options._peer_ip.cache_info()
+    assert (info.misses, info.hits) == (2, 2)
+    assert info.maxsize == 4096
     assert server.admit_address("127.0.0.5") == (True, None)  # exempt: not counted
     assert server.admit_address("198.51.100.7") == (True, "198.51.100.7")
-    assert len(server._exempt_known) <= 3
+    assert server.admit_address("not an address") == (True, "not an address")
