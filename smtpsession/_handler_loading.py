@@ -90,14 +90,10 @@ def _import_handler_module(spec: str, module_name: str) -> Any:
     """
     try:
         return importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        missing = e.name or ""
-        if module_name == missing or module_name.startswith(missing + "."):
-            return None
-        raise usage.UsageError(
-            f"--handler {spec!r}: module {module_name!r} failed to import: {one_line(e)}"
-        ) from None
     except Exception as e:
+        missing = e.name if isinstance(e, ModuleNotFoundError) else None
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            return None
         raise usage.UsageError(
             f"--handler {spec!r}: module {module_name!r} failed to import: {one_line(e)}"
         ) from None
