@@ -170,13 +170,12 @@ def sole_text_log_file() -> tuple[Any, Any] | None:
     its lines to directly, formatted as that observer formats them.  Reads
     C{globalLogPublisher._observers} and C{FileLogObserver._outFile}.
     """
-    from twisted.logger import FileLogObserver, globalLogPublisher
+    from twisted.logger import FileLogObserver
 
-    observers = getattr(globalLogPublisher, "_observers", None)
-    if not isinstance(observers, list) or len(observers) != 1:
+    observer = _sole_observer()
+    if observer is None:
         return None
-    observer = observers[0]
-    # Our own filter in front of it (smtpsession._log.ResolverChatterFilter)
+    # The daemon's filter in front of it (smtpsession._daemon_log.DaemonLogObserver)
     # formats as the observer it wraps.
     text = getattr(observer, "text_observer", observer)
     if type(text) is not FileLogObserver:
@@ -196,10 +195,9 @@ def wrap_sole_observer(wrap: Callable[[Any], Any]) -> bool:
     """
     from twisted.logger import globalLogPublisher
 
-    observers = getattr(globalLogPublisher, "_observers", None)
-    if not isinstance(observers, list) or len(observers) != 1:
+    observer = _sole_observer()
+    if observer is None:
         return False
-    observer = observers[0]
     globalLogPublisher.removeObserver(observer)
     globalLogPublisher.addObserver(wrap(observer))
     return True
@@ -207,10 +205,18 @@ def wrap_sole_observer(wrap: Callable[[Any], Any]) -> bool:
 
 def still_sole_observer(observer: Any) -> bool:
     """Whether C{observer} is still the only one (see L{sole_text_log_file})."""
+    sole = _sole_observer()
+    return sole is not None and sole is observer
+
+
+def _sole_observer() -> Any:
+    """The one observer of the global log publisher, or C{None} (none, or several)."""
     from twisted.logger import globalLogPublisher
 
     observers = getattr(globalLogPublisher, "_observers", None)
-    return isinstance(observers, list) and len(observers) == 1 and observers[0] is observer
+    if not isinstance(observers, list) or len(observers) != 1:
+        return None
+    return observers[0]
 
 
 def tcp_listen_address(endpoint: object) -> tuple[str, int, bool] | None:
