@@ -4,7 +4,8 @@
 #   ./run-tests.sh [pytest arguments]
 #
 # System tools come from Debian's apt (Postfix's smtp-source, swaks, HAProxy,
-# OpenSSL, Node.js for the nodemailer client); Python packages go into a fresh
+# OpenSSL, Node.js for the nodemailer client, RabbitMQ and Dovecot's LMTP
+# server, which the tests start themselves on 127.0.0.1); Python packages go into a fresh
 # virtualenv (.venv-test) where smtpsession itself is installed from this
 # checkout as a regular (non-editable) package, so the tests exercise what
 # users install.  Works as root or with sudo.
@@ -23,6 +24,8 @@ command -v haproxy >/dev/null 2>&1 || need="$need haproxy"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
+[ -x /usr/sbin/rabbitmq-server ] || need="$need rabbitmq-server"
+[ -x /usr/lib/dovecot/lmtp ] || need="$need dovecot-core dovecot-lmtpd"
 if [ -n "$need" ]; then
     echo "run-tests: installing$need"
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
@@ -30,6 +33,9 @@ if [ -n "$need" ]; then
 fi
 # Postfix is installed for its test tools only; its mail daemon must not run.
 if $SUDO postfix status >/dev/null 2>&1; then $SUDO postfix stop >/dev/null 2>&1 || true; fi
+# Likewise RabbitMQ and Dovecot: the tests start their own, on 127.0.0.1 and
+# ports of their own; a system instance the package may have started is left
+# alone (nothing here stops what it did not start).
 
 VENV=${SMTPSESSION_TEST_VENV:-.venv-test}
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
