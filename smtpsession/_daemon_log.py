@@ -20,6 +20,11 @@ C{duration}, C{client}, ...), plus C{traceback} for a failure.  Twisted's
 C{jsonFileLogObserver} is not used as it is: it writes Twisted's private
 serialisation (log levels as objects with class UUIDs), made to be read
 back by Twisted rather than by log tools.
+
+A worker of C{--workers N} (smtpsession._worker) writes the same lines to
+its standard output, each marked with its number: C{worker=N} after the
+C{[system]} of a text line, a C{"worker": N} field in JSON; the supervisor
+copies them into its own log as they come (smtpsession._supervisor).
 """
 
 from __future__ import annotations
@@ -29,11 +34,18 @@ import json
 import re
 from typing import Any, TextIO
 
-from twisted.logger import FileLogObserver, LogLevel, formatEvent
+from twisted.logger import (
+    FileLogObserver,
+    ILogObserver,
+    LogLevel,
+    formatEvent,
+    formatEventAsClassicLogText,
+)
+from zope.interface import implementer
 
 from smtpsession import _twisted_shim
 
-__all__ = ["LEVELS", "FORMATS", "DaemonLogObserver", "json_line", "install"]
+__all__ = ["LEVELS", "FORMATS", "DaemonLogObserver", "json_line", "install", "worker_observer"]
 
 #: The values of --log-level, lowest first.
 LEVELS = ("debug", "info", "warn", "error", "critical")
@@ -56,6 +68,7 @@ _BOOKKEEPING = frozenset(
 )
 
 
+@implementer(ILogObserver)
 class DaemonLogObserver:
     """
     In front of the observer that writes the daemon's log: events below
@@ -63,11 +76,16 @@ class DaemonLogObserver:
     everything else goes through unchanged.
     """
 
-    def __init__(self, observer: Any, min_level: LogLevel = LogLevel.info) -> None:
+    def __init__(
+        self, observer: Any, min_level: LogLevel = LogLevel.info, system_suffix: str = ""
+    ) -> None:
         #: The observer behind (read by the shim: the connection log's
         #: batched lines are formatted as it formats them).
         self.text_observer = observer
         self.formatEvent = getattr(observer, "formatEvent", None)
+        #: What a worker's text lines add after the system (" worker=2"),
+        #: for the batched lines to match.
+        self.system_suffix = system_suffix
         self.min_level = min_level
         self._min = _PRIORITY[min_level]
         self._dns_ports: set[str] = set()
@@ -99,7 +117,7 @@ class DaemonLogObserver:
         return False  # a UDP port of someone else's
 
 
-def json_line(event: dict[str, Any]) -> str | None:
+def json_line(event: dict[str, Any], worker: int = 0) -> str | None:
     """One event as one line of JSON (see the module's docstring)."""
     when = event.get("log_time")
     level = event.get("log_level")
@@ -113,6 +131,8 @@ def json_line(event: dict[str, Any]) -> str | None:
         "system": event.get("log_namespace", "-"),
         "text": formatEvent(event),
     }
+    if worker:
+        out["worker"] = worker
     for key, value in event.items():
         if key.startswith("log_") or key in _BOOKKEEPING or key in out:
             continue
@@ -145,3 +165,26 @@ def install(level: str = "info", log_format: str = "text") -> bool:
             lambda _: DaemonLogObserver(FileLogObserver(out, json_line), min_level)
         )
     return _twisted_shim.wrap_sole_observer(lambda observer: DaemonLogObserver(observer, min_level))
+
+
+def worker_observer(out: TextIO, level: str, log_format: str, worker: int) -> DaemonLogObserver:
+    """
+    The log observer of worker number C{worker}: C{--log-level} and
+    C{--log-format} as in the supervisor, lines on C{out} marked with the
+    worker's number.
+    """
+    min_level = LogLevel.levelWithName(level)
+    if log_format == "json":
+        return DaemonLogObserver(
+            FileLogObserver(out, lambda event: json_line(event, worker)), min_level
+        )
+    suffix = f" worker={worker}"
+
+    def text(event: dict[str, Any]) -> str | None:
+        system = event.get("log_system")
+        if system is None:
+            level = event.get("log_level")
+            system = f"{event.get('log_namespace', '-')}#{getattr(level, 'name', '-')}"
+        return formatEventAsClassicLogText(dict(event, log_system=f"{system}{suffix}"))
+
+    return DaemonLogObserver(FileLogObserver(out, text), min_level, suffix)

@@ -54,6 +54,7 @@ class LineBatch:
 
     __slots__ = (
         "_observer", "_out", "_reactor", "_lines", "_call", "_second", "_stamp", "_log", "debug",
+        "_system",
     )
 
     def __init__(self, observer: Any, out: Any, reactor: Any, log: Logger) -> None:
@@ -68,6 +69,9 @@ class LineBatch:
         #: Whether debug lines are wanted: the lines skip the observer, so
         #: they follow the level of a filter in front of it (--log-level).
         self.debug = getattr(observer, "min_level", LogLevel.debug) is LogLevel.debug
+        #: What follows C{namespace#level} in the brackets: a worker's number
+        #: (see smtpsession._daemon_log.worker_observer), or nothing.
+        self._system = getattr(observer, "system_suffix", "")
 
     @classmethod
     def attach(cls, reactor: Any, log: Logger) -> LineBatch | None:
@@ -94,7 +98,7 @@ class LineBatch:
         if second != self._second:
             self._second = second
             self._stamp = formatTime(when)
-        return f"{self._stamp} [{NAMESPACE}#{level}] {text}\n"
+        return f"{self._stamp} [{NAMESPACE}#{level}{self._system}] {text}\n"
 
     def add(self, when: float, level: str, text: str) -> None:
         """One line; it is written at the end of this reactor turn."""
@@ -115,7 +119,7 @@ class LineBatch:
         if not _twisted_shim.still_sole_observer(self._observer):
             for line in lines:  # logging changed meanwhile: as events, then
                 head, text = line.split("] ", 1)
-                level = LogLevel.levelWithName(head.rsplit("#", 1)[1])
+                level = LogLevel.levelWithName(head.rsplit("#", 1)[1].split(" ", 1)[0])
                 self._log.emit(level, "{text}", text=text.rstrip("\n"))
             return
         self._out.write("".join(lines))

@@ -28,7 +28,12 @@ The internals:
   - C{_interface} and C{_port} of C{twisted.internet.endpoints}'
     C{TCP4ServerEndpoint}, C{TCP6ServerEndpoint} and C{SSL4ServerEndpoint}:
     the address an endpoint string names, as Twisted parsed it, so that the
-    daemon can find a port in use before twistd forks.
+    daemon can find a port in use before twistd forks;
+  - C{fileno()} and C{stopReading()} of the listening port an endpoint
+    returns (C{twisted.internet.tcp.Port}, C{unix.Port}: public methods of
+    C{FileDescriptor}, but not of the C{IListeningPort} interface): the
+    supervisor of C{--workers} opens the sockets as the endpoints say and
+    hands them to its workers (smtpsession._supervisor).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ __all__ = [
     "still_sole_observer",
     "wrap_sole_observer",
     "tcp_listen_address",
+    "stop_accepting",
 ]
 
 
@@ -238,3 +244,21 @@ def tcp_listen_address(endpoint: object) -> tuple[str, int, bool] | None:
     if not isinstance(interface, str) or not isinstance(port, int):
         return None
     return interface, port, ipv6
+
+
+def stop_accepting(port: Any) -> int | None:
+    """
+    The file descriptor of a listening port's socket, the port no longer
+    accepting connections on it (the socket stays open, its queue filling
+    for whoever accepts from a copy of it); C{None}, changing nothing, for a
+    port that has no socket of its own.
+    """
+    fileno = getattr(port, "fileno", None)
+    stop = getattr(port, "stopReading", None)
+    if not callable(fileno) or not callable(stop):
+        return None
+    fd = fileno()
+    if not isinstance(fd, int) or fd < 0:
+        return None
+    stop()
+    return fd

@@ -13,6 +13,10 @@ C{Application} to get the same start-up and shutdown behaviour::
     factory = SMTPServerFactory(MyHandler())
     SMTPService(factory, ["tcp:2525"]).setServiceParent(application)
 
+A handler that is also a Twisted service (provides C{IService}, as the
+AMQP handler does) is started with this service and stopped after the
+drain.
+
 Stopping the service is the graceful shutdown of the API contract: it stops
 listening first (so new connections are refused by the operating system),
 then drains the open sessions with C{factory.close()}, and its Deferred
@@ -26,10 +30,10 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from twisted.application.service import Service
+from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from smtpsession import _twisted_shim
@@ -79,6 +83,9 @@ class SMTPService(Service):
 
     name = "smtpsession"  # type: ignore[assignment]
     log = Logger()
+    #: Whether the listening line is logged at info level (a worker of
+    #: C{--workers} leaves it to its supervisor: debug).
+    announce = True
 
     def __init__(
         self,
@@ -118,6 +125,9 @@ class SMTPService(Service):
         # Logging is set up by now (twistd begins it before starting the
         # services): write the connection log in batches if it allows.
         self.factory.log_in_batches()
+        handler = _handler_service(self.factory)
+        if handler is not None and not handler.running:
+            handler.startService()
 
     def stopService(self) -> Deferred[None]:
         """
@@ -138,7 +148,14 @@ class SMTPService(Service):
         done: Deferred[None] = Deferred()
 
         def drain(_: object) -> None:
-            self.factory.close().chainDeferred(done)
+            self.factory.close().addBoth(stop_handler).addBoth(done.callback)
+
+        def stop_handler(_: object) -> Deferred[None] | None:
+            handler = _handler_service(self.factory)
+            if handler is None or not handler.running:
+                return None
+            stopping: Deferred[None] = maybeDeferred(handler.stopService)
+            return stopping.addErrback(lambda f: self.log.failure("stopping the handler", f))
 
         stopped.addCallback(drain)
         return done
@@ -175,7 +192,7 @@ class SMTPService(Service):
         slots: list[IListeningPort | None] = [None] * len(self._descriptions)
         for i, description in enumerate(self._descriptions):
             try:
-                d = self._endpoint(description).listen(self.factory)
+                d = self._endpoint(description).listen(self._listening_factory())
             except Exception as e:
                 d = Deferred()
                 d.errback(Failure(e))
@@ -198,6 +215,10 @@ class SMTPService(Service):
                 self._listening = False
                 raise ListenError(failure.getErrorMessage())
 
+    def _listening_factory(self) -> Any:
+        """The factory the ports accept connections for."""
+        return self.factory
+
     def _listened(
         self,
         port: IListeningPort,
@@ -210,7 +231,8 @@ class SMTPService(Service):
         slots[i] = port
         self.ports = [p for p in slots if p is not None]
         host = port.getHost()
-        self.log.info(
+        self.log.emit(
+            LogLevel.info if self.announce else LogLevel.debug,
             "smtpsession listening on {address} ({what}, {core} core){hint}",
             address=_describe(host),
             what=self._what(self._descriptions[i]),
@@ -251,6 +273,17 @@ class SMTPService(Service):
         waiters, self._waiters = self._waiters, []
         for w in waiters:
             w.errback(self._failure)
+
+
+def _handler_service(factory: SMTPServerFactory) -> IService | None:
+    """
+    The handler, when it is a Twisted service too: started with the server
+    and stopped after the last session is gone (a handler holding a
+    connection to a broker opens it here, in the process that serves, and
+    closes it once nothing can use it any more).
+    """
+    handler = getattr(factory, "handler", None)
+    return handler if IService.providedBy(handler) else None
 
 
 def _public_hint(address: Any) -> str:

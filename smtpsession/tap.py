@@ -30,6 +30,7 @@ from typing import Any
 from twisted.python import usage
 
 from smtpsession import _daemon_log, config
+from smtpsession._daemon_service import DaemonService, DaemonSupervisor
 from smtpsession._handler_loading import (
     BUILTIN_HANDLERS,
     asyncio_without_its_reactor,
@@ -38,7 +39,7 @@ from smtpsession._handler_loading import (
     one_line,
 )
 from smtpsession.options import COMMANDS, SMTPServerOptions, trusted_networks
-from smtpsession.service import ListenError, SMTPService, cannot_listen
+from smtpsession.service import SMTPService, cannot_listen
 
 __all__ = ["BUILTIN_HANDLERS", "Options", "load_handler", "makeService"]
 
@@ -48,6 +49,8 @@ DEFAULT_PORT = "tcp:2525:interface=127.0.0.1"
 #: smtpsession}, or C{smtpsession} when run by L{smtpsession.cli}.
 PROGRAM = "twistd smtpsession"
 DEFAULT_MAILDIR = "./Maildir"
+#: The endpoints a supervisor can share with its workers (C{--workers}).
+_SHAREABLE = ("tcp", "tcp6", "unix")
 
 
 # ---------------------------------------------------------------------------
@@ -233,6 +236,32 @@ _LOG_FLAGS: list[list[Any]] = [
 ]
 
 
+#: The most --workers takes: more processes than that on one machine are a
+#: mistake (a typo, or a port per process meant).
+MAX_WORKERS = 256
+
+
+def _workers(text: str) -> int:
+    try:
+        count = int(text.strip())
+    except ValueError:
+        raise ValueError(f"--workers wants a number of processes, not {text!r}") from None
+    if not 1 <= count <= MAX_WORKERS:
+        raise ValueError(f"--workers wants 1 to {MAX_WORKERS}, not {count}")
+    return count
+
+
+#: --workers (smtpsession._supervisor).
+_WORKERS_FLAG: list[Any] = [
+    "workers",
+    None,
+    1,
+    "Worker processes sharing the listening sockets, under one supervisor "
+    f"(1: one process, no supervisor; at most {MAX_WORKERS}).",
+    _workers,
+]
+
+
 class Options(usage.Options):
     """
     The command line of C{twistd smtpsession}.
@@ -278,6 +307,7 @@ class Options(usage.Options):
             "TOML file of these flags (keys in snake_case, a [handler_options] "
             "table); flags on the command line override it.",
         ],
+        _WORKERS_FLAG,
     ] + _LOG_FLAGS + [
         [
             spec.flag,
@@ -305,6 +335,11 @@ class Options(usage.Options):
         self.factory: Any = None
         #: What the daemon should warn about when it starts (logging is not set up yet).
         self.warnings: list[str] = []
+        #: The flags as given (the workers of --workers parse them again).
+        self.argv: list[str] = []
+        #: Whether each --port is tried before starting (not in a worker:
+        #: its supervisor holds them).
+        self.probe_ports = True
 
     def parseOptions(self, options: Any = None) -> None:
         """
@@ -315,6 +350,7 @@ class Options(usage.Options):
         try:
             if options is None:
                 options = sys.argv[1:]
+            self.argv = list(options)
             super().parseOptions(self._with_config(list(options)))
         except usage.UsageError as e:
             # usage.Options puts this before the coercer's own message.
@@ -354,7 +390,13 @@ class Options(usage.Options):
         from twisted.internet import reactor
 
         for description in self.endpoints:
-            _check_endpoint(reactor, description)
+            if self["workers"] > 1 and description.split(":", 1)[0].lower() not in _SHAREABLE:
+                raise usage.UsageError(
+                    f"--workers: --port {description!r} cannot be shared by workers; use "
+                    "tcp:, tcp6: or unix: (for implicit TLS: tcp:465 with --secure "
+                    "--tls-cert --tls-key)"
+                )
+            _check_endpoint(reactor, description, self.probe_ports)
         self.factory = self._factory(reactor)
         warning = asyncio_without_its_reactor(self.handler, reactor)
         self.warnings = [warning] if warning else []
@@ -495,7 +537,7 @@ def _readable(flag: str, path: str) -> None:
         raise usage.UsageError(f"{flag} {path}: {e.strerror or e}") from None
 
 
-def _check_endpoint(reactor: Any, description: str) -> None:
+def _check_endpoint(reactor: Any, description: str, probe: bool = True) -> None:
     """Parse an endpoint string now, so that a typo is a usage error."""
     from twisted.internet.endpoints import serverFromString
 
@@ -503,7 +545,7 @@ def _check_endpoint(reactor: Any, description: str) -> None:
         endpoint = serverFromString(reactor, description)
     except Exception as e:
         raise usage.UsageError(f"--port {description!r}: {one_line(e)}") from None
-    reason = cannot_listen(endpoint, description)
+    reason = cannot_listen(endpoint, description) if probe else None
     if reason is not None:
         raise usage.UsageError(reason)
 
@@ -522,63 +564,30 @@ def _checker_from_file(path: str) -> Any:
         raise usage.UsageError(f"--auth-file {path}: {one_line(e)}") from None
 
 
-class _DaemonService(SMTPService):
-    """
-    The service twistd runs.  In the foreground (C{twistd -n}) a port that
-    cannot be opened ends the process with a one-line message instead of a
-    traceback; when daemonizing, twistd itself reports the error.
-    """
-
-    foreground = False
-
-    #: --log-level and --log-format.
-    log_level = "info"
-    log_format = "text"
-    #: Lines to log as warnings once logging is set up.
-    warnings: list[str] = []
-
-    #: twistd's pid file, removed when the service cannot start (twistd
-    #: would leave it behind, and the next start would find it stale).
-    pidfile = ""
-
-    def privilegedStartService(self) -> None:
-        # twistd has begun logging: put the daemon's filter (and format) in
-        # front of its observer before the first line (listening) and before
-        # the transaction log looks at it (startService).
-        _daemon_log.install(self.log_level, self.log_format)
-        for warning in self.warnings:
-            self.log.warn("{warning}", warning=warning)
-        try:
-            super().privilegedStartService()
-        except ListenError as e:
-            if not self.foreground:
-                raise
-            self._remove_pidfile()
-            raise SystemExit(f"{PROGRAM}: {e}") from None
-
-    def _remove_pidfile(self) -> None:
-        try:
-            with open(self.pidfile) as f:
-                ours = f.read().strip() == str(os.getpid())
-            if ours:
-                os.remove(self.pidfile)
-        except (OSError, ValueError):
-            pass
-
-
 def makeService(options: Options) -> SMTPService:
-    """The service C{twistd smtpsession} runs (IServiceMaker)."""
+    """
+    The service C{twistd smtpsession} runs (IServiceMaker): one server, or
+    with C{--workers N} (N > 1) a supervisor of N worker processes.
+    """
     if options.factory is None:
         options.postOptions()
-    service = _DaemonService(options.factory, options.endpoints)
-    service.log_level = options["log-level"]
-    service.log_format = options["log-format"]
-    service.warnings = list(options.warnings)
+    service: SMTPService
+    if options["workers"] > 1:
+        service = DaemonSupervisor(
+            options.factory, options.endpoints, options["workers"], options.argv
+        )
+    else:
+        service = DaemonService(options.factory, options.endpoints)
+    daemon: Any = service
+    daemon.program = PROGRAM
+    daemon.log_level = options["log-level"]
+    daemon.log_format = options["log-format"]
+    daemon.warnings = list(options.warnings)
     parent = getattr(options, "parent", None)
     if parent is not None:
         try:
-            service.foreground = bool(parent["nodaemon"])
-            service.pidfile = parent["pidfile"] or ""
+            daemon.foreground = bool(parent["nodaemon"])
+            daemon.pidfile = parent["pidfile"] or ""
         except KeyError:
             pass
     return service

@@ -343,6 +343,7 @@ _METAVARS = {
     "port": "ENDPOINT",
     "handler": "HANDLER",
     "handler-option": "KEY=VALUE",
+    "workers": "N",
     "maildir": "PATH",
     "auth-file": "PATH",
     "tls-cert": "PATH",

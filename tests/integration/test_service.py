@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from twisted.application.service import Application, IService
+from twisted.application.service import Application, IService, Service
 
 from smtpsession import SMTPServerFactory, SMTPServerOptions
 from smtpsession.service import ListenError, SMTPService
@@ -158,3 +158,41 @@ def test_needs_an_endpoint(handler: RecordingHandler) -> None:
     """An SMTPService with nothing to listen on is a mistake, said at once."""
     with pytest.raises(ValueError):
         SMTPService(SMTPServerFactory(handler), [])
+
+
+class ServiceHandler(RecordingHandler, Service):
+    """A handler that is a Twisted service too (as the AMQP handler is)."""
+
+    def __init__(self) -> None:
+        RecordingHandler.__init__(self)
+        self.events: list[str] = []
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self.events.append("started")
+
+    def stopService(self) -> Any:
+        Service.stopService(self)
+        self.events.append(f"stopped after {len(self.messages)} messages")
+
+
+def test_a_handler_service_runs_while_the_server_does() -> None:
+    """A handler providing IService is started with the server and stopped
+    only after the drain, when no session can call it any more."""
+    handler = ServiceHandler()
+    service = make_service(handler, close_timeout=10)
+    assert handler.events == []
+    port = start(service)
+    assert handler.events == ["started"]
+    busy = RawClient("127.0.0.1", port)
+    busy.start_message("a@example.org", ["b@example.com"])
+    busy.send(b"Subject: in flight\r\n\r\n")
+    stopping: list[Any] = []
+    call_in_reactor(lambda: stopping.append(service.stopService()))
+    wait_until(lambda: connect_refused("127.0.0.1", port))
+    assert handler.events == ["started"]  # still draining: still running
+    busy.send(b"body\r\n.\r\n")
+    assert busy.reply()[0] == 250
+    call_in_reactor(lambda: stopping[0])
+    assert handler.events == ["started", "stopped after 1 messages"]
+    busy.close()

@@ -137,3 +137,41 @@ def test_json_line_of_a_failure() -> None:
     record = json.loads(line)
     assert record["level"] == "critical" and "ZeroDivisionError" in record["traceback"]
     assert record["time"] == "1970-01-01T00:00:00.000+00:00"
+
+
+def test_a_workers_lines_name_it_and_its_transaction_log_is_still_batched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--workers: a worker's text lines carry worker=N after the system, and
+    the batched transaction lines match them, so a worker keeps the cheap
+    batch (a format mismatch would turn every line into an event)."""
+    out = io.StringIO()
+    observer = _daemon_log.worker_observer(out, "info", "text", 3)
+    publisher = LogPublisher(observer)
+    monkeypatch.setattr(twisted.logger, "globalLogPublisher", publisher)
+    Logger(namespace="smtpsession.worker", observer=publisher).info("ready")
+    assert "[smtpsession.worker#info worker=3] ready\n" in out.getvalue()
+    clock = Clock()
+    batch = LineBatch.attach(clock, Logger())
+    assert batch is not None
+    batch.add(clock.seconds(), "info", "[abc] from=<a@example.org>")
+    batch.flush()
+    assert out.getvalue().endswith("[smtpsession.connection#info worker=3] [abc] from=<a@example.org>\n")
+
+
+def test_a_workers_legacy_lines_and_json_lines_name_it() -> None:
+    out = io.StringIO()
+    # twisted.python.log's events (Twisted's own ports) have a system of their own.
+    _daemon_log.worker_observer(out, "info", "text", 2)(
+        dict(legacy("TCP Port 25 Closed"), log_system="-")
+    )
+    assert "[- worker=2] TCP Port 25 Closed" in out.getvalue()
+    out = io.StringIO()
+    _daemon_log.worker_observer(out, "info", "json", 2)(
+        {"log_format": "x={x}", "x": 1, "log_level": LogLevel.info, "log_namespace": "n"}
+    )
+    record = json.loads(out.getvalue())
+    assert (record["worker"], record["text"], record["x"]) == (2, "x=1", 1)
+    out = io.StringIO()
+    _daemon_log.worker_observer(out, "warn", "text", 2)(legacy("below warn"))
+    assert out.getvalue() == ""

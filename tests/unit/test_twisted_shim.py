@@ -143,3 +143,25 @@ def test_no_other_module_touches_twisted_internals() -> None:
 @pytest.mark.parametrize("name", shim.__all__)
 def test_the_shim_says_what_it_touches(name: str) -> None:
     assert getattr(shim, name).__doc__
+
+
+def test_stop_accepting_keeps_a_listening_socket_open_and_unread() -> None:
+    """--workers: the supervisor opens each port as its endpoint says, then
+    hands the socket to its workers and never accepts on it itself."""
+    from twisted.internet.protocol import Factory
+    from twisted.internet.testing import MemoryReactor
+
+    reactor = MemoryReactor()
+    port = tcp.Port(0, Factory(), interface="127.0.0.1", reactor=reactor)  # type: ignore[arg-type]
+    port.startListening()
+    try:
+        assert port in reactor.getReaders()
+        fd = shim.stop_accepting(port)
+        assert fd == port.socket.fileno()
+        assert port not in reactor.getReaders()
+        # Still listening: a client is queued for whoever accepts.
+        with socket.create_connection(port.socket.getsockname(), timeout=5):
+            pass
+    finally:
+        port.socket.close()
+    assert shim.stop_accepting(object()) is None
