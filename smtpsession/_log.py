@@ -54,7 +54,7 @@ class LineBatch:
 
     __slots__ = (
         "_observer", "_out", "_reactor", "_lines", "_call", "_second", "_stamp", "_log", "debug",
-        "_system",
+        "_system", "_delay",
     )
 
     def __init__(self, observer: Any, out: Any, reactor: Any, log: Logger) -> None:
@@ -72,6 +72,10 @@ class LineBatch:
         #: What follows C{namespace#level} in the brackets: a worker's number
         #: (see smtpsession._daemon_log.worker_observer), or nothing.
         self._system = getattr(observer, "system_suffix", "")
+        #: Seconds the lines wait before they are written: 0 (the end of the
+        #: reactor turn), longer in a worker, whose lines the supervisor
+        #: copies (fewer, larger writes: see smtpsession._daemon_log).
+        self._delay = getattr(observer, "batch_delay", 0.0)
 
     @classmethod
     def attach(cls, reactor: Any, log: Logger) -> LineBatch | None:
@@ -104,7 +108,7 @@ class LineBatch:
         """One line; it is written at the end of this reactor turn."""
         self._lines.append(self.format(when, level, text))
         if self._call is None:
-            self._call = self._reactor.callLater(0, self.flush)
+            self._call = self._reactor.callLater(self._delay, self.flush)
 
     def flush(self) -> None:
         """Write the lines kept so far (also when the server stops)."""
