@@ -23,6 +23,7 @@ __all__ = ["BUILTIN_HANDLERS", "load_handler", "build_handler", "asyncio_without
 BUILTIN_HANDLERS = {
     "maildir": "smtpsession.handlers.MaildirHandler",
     "relay": "smtpsession.handlers.RelayHandler",
+    "amqp": "smtpsession.handlers.AMQPHandler",
     "log": "smtpsession.handlers.LogHandler",
     "sink": "smtpsession.handlers.SinkHandler",
 }

@@ -277,7 +277,7 @@ class Options(usage.Options):
         "every message in ./Maildir.  --handler names your own handler: "
         "module.Class (instantiated with the --handler-option KEY=VALUE "
         "values as keyword arguments), module:attribute (an object), or a "
-        "built-in: maildir, relay, log, sink."
+        "built-in: " + ", ".join(BUILTIN_HANDLERS) + "."
     )
 
     optFlags: list[list[Any]] = [
@@ -457,6 +457,7 @@ class Options(usage.Options):
         kwargs: dict[str, Any] = dict(self["handler-option"])
         target = load_handler(spec)
         from smtpsession.handlers import MaildirHandler, RelayHandler
+        from smtpsession.handlers.amqp import AMQPHandler
 
         if isinstance(target, type) and issubclass(target, MaildirHandler):
             kwargs.setdefault("path", self["maildir"])
@@ -465,7 +466,9 @@ class Options(usage.Options):
                 "--maildir is for the Maildir handler; pass your handler's "
                 "settings with --handler-option KEY=VALUE"
             )
-        if isinstance(target, type) and issubclass(target, (MaildirHandler, RelayHandler)):
+        # The built-in handlers that write a Received line name --hostname in it.
+        named = (MaildirHandler, RelayHandler, AMQPHandler)
+        if isinstance(target, type) and issubclass(target, named):
             assert self.server_options is not None
             kwargs.setdefault("hostname", self.server_options.name)
         return build_handler(spec, target, kwargs)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_architecture,tests.integration.test_maildir,tests.integration.test_relay -*-
+# -*- test-case-name: tests.test_architecture,tests.integration.test_maildir,tests.integration.test_relay,tests.integration.test_amqp -*-
 """
 The replies smtpsession's own handlers and filters give, as the
 L{SMTPError} they raise: decided here, with every other reply of the
@@ -27,6 +27,8 @@ __all__ = [
     "upstream_lacks_smtputf8",
     "upstream_lacks_requiretls",
     "UPSTREAM_NO_ANSWER",
+    "queue_unavailable",
+    "queue_refused",
 ]
 
 
@@ -103,3 +105,20 @@ def upstream_lacks_smtputf8() -> SMTPError:
 
 def upstream_lacks_requiretls() -> SMTPError:
     return SMTPError(550, "REQUIRETLS cannot be honoured upstream", "5.7.30")
+
+
+# -- queueing (the AMQP handler) -----------------------------------------------------
+
+
+def queue_unavailable() -> SMTPError:
+    """
+    The broker is not connected (down, unreachable, restarting) or the
+    connection went while the message was on its way: nothing was
+    confirmed, the client keeps the message.
+    """
+    return SMTPError(451, "Message queue unavailable, try again later", "4.3.0")
+
+
+def queue_refused() -> SMTPError:
+    """The broker answered, but did not take the message (a nack, or no queue for it)."""
+    return SMTPError(451, "Message queue did not take the message, try again later", "4.3.0")

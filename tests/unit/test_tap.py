@@ -274,6 +274,17 @@ def test_maildir_path_and_options(tmp_path: Path) -> None:
     assert handler.hostname == "mx.example.com"
 
 
+def test_the_amqp_handler_gets_the_hostname_too() -> None:
+    """--handler amqp: its Received line names the server's --hostname, as
+    the Maildir and relay handlers' do (not the machine's name)."""
+    from smtpsession.handlers.amqp import AMQPHandler
+
+    handler = parse("--handler", "amqp", "--hostname", "mx.example.com").handler
+    assert isinstance(handler, AMQPHandler)
+    assert handler.hostname == "mx.example.com"
+    assert "amqp" in tap.Options.longdesc
+
+
 def test_relay_options_are_text() -> None:
     """Relay settings given as text are converted (port, booleans, times)."""
     handler = parse(
