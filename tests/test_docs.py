@@ -168,10 +168,11 @@ def test_docs_build_with_warnings_as_errors(built: Path) -> None:
         assert (built / f"{name}.html").is_file(), name
 
 
-@pytest.mark.parametrize("doc", ["security.md", "reliability.md"])
+@pytest.mark.parametrize("doc", ["security.md", "reliability.md", "deployment.rst"])
 def test_cited_tests_exist(doc: str) -> None:
-    """Every test that docs/security.md and docs/reliability.md name as
-    ``file::function`` exists (as a top-level function of that file)."""
+    """Every test that docs/security.md, docs/reliability.md and
+    docs/deployment.rst (its table of failures) name as ``file::function``
+    exists (as a top-level function of that file)."""
     import ast
 
     cited = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", (DOCS / doc).read_text())
