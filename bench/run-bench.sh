@@ -17,12 +17,7 @@ export IDLE=${IDLE:-10000}
 # smtpsession from this checkout, in a venv of its own, reinstalled on every run: the pure
 # Python build (SMTPSESSION_MYPYC=0, what installs without a C compiler), and the build with
 # the core compiled by mypyc (SMTPSESSION_MYPYC=1, the default where there is a compiler).
-install_variant() {  # VARIANT SOURCE_DIR
-  [ -x "$PEERS/$1/bin/python" ] || python3 -m venv "$PEERS/$1"
-  "$PEERS/$1/bin/pip" install -q "$2"
-  mypyc=0; case $1 in *-mypyc) mypyc=1 ;; esac
-  SMTPSESSION_MYPYC=$mypyc "$PEERS/$1/bin/pip" install -q --force-reinstall --no-deps "$2"
-}
+install_variant() { ./install-variant.sh "$@"; }  # VARIANT SOURCE_DIR
 for variant in smtpsession smtpsession-mypyc; do install_variant "$variant" ..; done
 # BEFORE=<commit>: the same two builds of an earlier commit, measured in the same run (a
 # before/after comparison of a change), with --no-transaction-log (older versions' log line was

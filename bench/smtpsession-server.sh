@@ -8,13 +8,18 @@
 # (the peers have no limit by default; a user who takes 10 MiB messages raises it the same way).
 # usage: smtpsession-server.sh PORT [smtp|lmtp]     env: TWISTD (default: twistd on PATH),
 #        WORKERS (number of processes, when the daemon supports --workers), NOLOG=1 (run with
-#        --no-transaction-log, as the peers, which log nothing)
+#        --no-transaction-log, as the peers, which log nothing), AMQP_URL (the AMQP handler,
+#        publishing to that broker, instead of the benchmark sink)
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
 port=$1
 proto=${2:-smtp}
-set -- --port "tcp:$port:interface=127.0.0.1" --handler bench_sink.Sink --no-reverse-lookup \
-    --size 33554432
+set -- --port "tcp:$port:interface=127.0.0.1" --no-reverse-lookup --size 33554432
+if [ -n "$AMQP_URL" ]; then
+  set -- "$@" --handler amqp --handler-option "url=$AMQP_URL"
+else
+  set -- "$@" --handler bench_sink.Sink
+fi
 [ -n "$NOLOG" ] && set -- "$@" --no-transaction-log
 [ "$proto" = lmtp ] && set -- "$@" --lmtp
 [ -n "$SMTPBENCH_TLS_CERT" ] && set -- "$@" --tls-cert "$SMTPBENCH_TLS_CERT" --tls-key "$SMTPBENCH_TLS_KEY"
