@@ -35,6 +35,7 @@ sed -i "s#$peers_abs/#.peers/#g" "$RESULTS"/*.jsonl
   echo "Command: \`bench/run-scaleout.sh $reps\`${QUICK:+ (QUICK)}; machine: $(nproc) cores,"
   echo "$(uname -sr), $(python3 --version 2>&1)."
   echo
-  ./report.py "$RESULTS"/*.jsonl
+  ./report.py --names smtpsession-mypyc,smtpsession-mypyc-w2,smtpsession-mypyc-amqp \
+    --subject smtpsession-mypyc "$RESULTS"/*.jsonl
 } > "$RESULTS/report.md"
 cat "$RESULTS/report.md"
