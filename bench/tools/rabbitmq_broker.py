@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.integration.rabbitmq import RabbitMQ  # noqa: E402
+from tests.integration.rabbitmq import RabbitMQ
 
 
 def main() -> None:
