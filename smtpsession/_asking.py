@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from twisted.python.failure import Failure
 
 from smtpsession._core.connection import ServerConnection
-from smtpsession._core.events import Auth, MailFrom, RcptTo
+from smtpsession._core.events import Auth, Expn, Helo, MailFrom, RcptTo, Rset, Vrfy
 from smtpsession._hooks import call_hook
 from smtpsession._server import Server
 from smtpsession._transaction import HookCall
@@ -25,7 +25,21 @@ from smtpsession.errors import AuthUnavailable, HookTimeout, SMTPError
 from smtpsession.session import Session
 from smtpsession.stream import StreamAborted
 
-__all__ = ["AskingHost", "ask", "outcome", "mail_from", "rcpt_to", "auth", "on_secure", "closed"]
+__all__ = [
+    "AskingHost",
+    "ask",
+    "outcome",
+    "mail_from",
+    "rcpt_to",
+    "auth",
+    "helo",
+    "vrfy",
+    "expn",
+    "rset",
+    "on_secure",
+    "closed",
+    "QUESTIONS",
+]
 
 Continuation = Callable[[Any, Failure | None], None]
 
@@ -123,6 +137,52 @@ def auth(host: AskingHost, ev: Auth) -> None:
         host.server.log_lines.authenticated(host.session, ok, username)  # type: ignore[arg-type]
 
     ask(host, host.server.pipeline.on_auth, (ev.request, host.session), "on_auth", answer)
+
+
+def helo(host: AskingHost, ev: Helo) -> None:
+    def answer(value: Any, failure: Failure | None) -> None:
+        host.conn.helo_result(outcome(host, failure, "on_helo"), value)  # type: ignore[union-attr]
+
+    ask(host, host.server.pipeline.on_helo, (ev.hostname, host.session), "on_helo", answer)
+
+
+def vrfy(host: AskingHost, ev: Vrfy) -> None:
+    def answer(value: Any, failure: Failure | None) -> None:
+        host.conn.vrfy_result(outcome(host, failure, "on_vrfy"), value)  # type: ignore[union-attr]
+
+    ask(host, host.server.pipeline.on_vrfy, (ev.address, host.session), "on_vrfy", answer)
+
+
+def expn(host: AskingHost, ev: Expn) -> None:
+    def answer(value: Any, failure: Failure | None) -> None:
+        host.conn.expn_result(outcome(host, failure, "on_expn"), value)  # type: ignore[union-attr]
+
+    ask(host, host.server.pipeline.on_expn, (ev.name, host.session), "on_expn", answer)
+
+
+def rset(host: AskingHost, ev: Rset) -> None:
+    def answer(value: Any, failure: Failure | None) -> None:
+        # on_rset cannot change the reply: even an SMTPError is a handler
+        # bug worth a log line (a timeout has had its own already).
+        if failure is not None and not failure.check(HookTimeout):
+            host.server.log_lines.hook_failed(host.session, "on_rset", failure)
+        error = None if failure is None else failure.value
+        host.conn.rset_result(error, value)  # type: ignore[union-attr]
+
+    ask(host, host.server.pipeline.on_rset, (host.session,), "on_rset", answer)
+
+
+#: The core's events that ask a hook, and who asks it (the protocol's
+#: dispatch table includes this one).
+QUESTIONS: dict[type, Callable[[Any, Any], None]] = {
+    MailFrom: mail_from,
+    RcptTo: rcpt_to,
+    Auth: auth,
+    Helo: helo,
+    Vrfy: vrfy,
+    Expn: expn,
+    Rset: rset,
+}
 
 
 def on_secure(host: AskingHost, then: Callable[[], None]) -> None:

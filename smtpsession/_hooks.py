@@ -54,6 +54,10 @@ class HookTable:
     on_rcpt_to: Callable[..., Any] | None
     on_data: Callable[..., Any] | None
     on_close: Callable[..., Any] | None
+    on_helo: Callable[..., Any] | None
+    on_vrfy: Callable[..., Any] | None
+    on_expn: Callable[..., Any] | None
+    on_rset: Callable[..., Any] | None
 
     def __init__(self, handler: object) -> None:
         for name in HOOK_NAMES:

@@ -98,6 +98,10 @@ class Server:
                 mail_hook=p.on_mail_from is not None,
                 rcpt_hook=p.on_rcpt_to is not None,
                 data_hook=p.on_data is not None,
+                helo_hook=p.on_helo is not None,
+                vrfy_hook=p.on_vrfy is not None,
+                expn_hook=p.on_expn is not None,
+                rset_hook=p.on_rset is not None,
             )
         return cfg
 

@@ -23,7 +23,8 @@ __all__ = ["Handler"]
 @implementer(ISMTPHandler)
 class Handler:
     """
-    Accept every connection, sender, recipient and message; offer no AUTH.
+    Accept every connection, hello, sender, recipient and message; offer no
+    AUTH; verify and expand nothing.
     """
 
     def on_connect(self, session: Any) -> Any:
@@ -56,4 +57,20 @@ class Handler:
 
     def on_close(self, session: Any) -> Any:
         """Nothing to clean up."""
+        return None
+
+    def on_helo(self, hostname: Any, session: Any) -> Any:
+        """Accept the client's hello."""
+        return None
+
+    def on_vrfy(self, address: Any, session: Any) -> Any:
+        """The default reply: 252, cannot verify but will accept."""
+        return None
+
+    def on_expn(self, name: Any, session: Any) -> Any:
+        """The default reply: 502, EXPN is not implemented."""
+        return None
+
+    def on_rset(self, session: Any) -> Any:
+        """Nothing to forget."""
         return None

@@ -78,6 +78,43 @@ class ISMTPHandler(Interface):
     def on_close(session: Any) -> Any:
         """The connection is gone, whatever the reason.  Result ignored."""
 
+    def on_helo(hostname: Any, session: Any) -> Any:
+        """
+        HELO, EHLO or LHLO was valid (C{hostname} is the client's name,
+        lower-cased, as C{session.host_name_appears_as} will be).  Return
+        to accept (250, the capabilities after EHLO/LHLO); raise
+        L{SMTPError} to refuse (default 550); C{False} also refuses.  A
+        refused hello changes nothing: the session keeps the greeting it
+        had before, or still has none.
+        """
+
+    def on_vrfy(address: Any, session: Any) -> Any:
+        """
+        VRFY: C{address} is a C{str}, the mailbox when the argument is
+        one, else the argument as sent.  C{None} or C{True} → the default
+        C{252}; a C{str} → C{250} with that text (a list: one line per
+        entry); C{False} → C{550 5.1.1}; raise L{SMTPError} for another
+        reply (a 2xx one too).
+        """
+
+    def on_expn(name: Any, session: Any) -> Any:
+        """
+        EXPN (defining this hook is what turns EXPN on; without it EXPN is
+        C{502}).  A list → C{250}, one line per entry (a C{str} as it is,
+        an L{smtpsession.Address} as C{<mailbox>}); a C{str} → C{250} with
+        that text; C{False} or an empty list → C{550 5.1.1}; C{None} → the
+        default C{502}; raise L{SMTPError} for another reply.
+        """
+
+    def on_rset(session: Any) -> Any:
+        """
+        RSET: called after the transaction was reset.  The reply is C{250}
+        whatever the hook returns or raises (RFC 5321 §4.1.1.5); it is
+        sent, and the next command read, once the hook has answered.  An
+        exception is logged.  Not called for the implicit resets (a hello,
+        STARTTLS, the end of a transaction).
+        """
+
 
 class IMessageStream(Interface):
     """

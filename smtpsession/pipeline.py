@@ -134,6 +134,10 @@ class Pipeline:
     on_rcpt_to: Stage | None
     on_data: Stage | None
     on_close: Stage | None
+    on_helo: Stage | None
+    on_vrfy: Stage | None
+    on_expn: Stage | None
+    on_rset: Stage | None
 
     def __init__(
         self,

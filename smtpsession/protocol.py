@@ -39,13 +39,10 @@ from smtpsession._core.events import (
     CLOSED,
     NEED_DATA,
     PAUSED,
-    Auth,
     BodyRejected,
     DataAborted,
     DataEnd,
     DataStart,
-    MailFrom,
-    RcptTo,
     StartTLS,
 )
 from smtpsession._server import Server
@@ -428,9 +425,7 @@ class SMTPServerProtocol(Protocol):
         self.start_tls("starttls")
 
     _dispatch = {
-        MailFrom: _asking.mail_from,
-        RcptTo: _asking.rcpt_to,
-        Auth: _asking.auth,
+        **_asking.QUESTIONS,  # MailFrom, RcptTo, Auth, Helo, ...: ask a hook
         DataStart: _transaction.data_start,
         BodyRejected: _transaction.body_rejected,
         DataEnd: _transaction.data_end,

@@ -639,6 +639,92 @@ def test_greylist() -> None:
         assert c.rcpt("b@example.com")[0] == 450
 
 
+def _with_login(cls: type, *args: Any) -> Any:
+    """The recipe's handler, with AUTH for user "carol" (password "pw")."""
+
+    class WithLogin(cls):  # type: ignore[misc, valid-type]
+        def on_auth(self, auth: Any, session: Any) -> Any:
+            return auth.username if auth.validate_password("pw") else None
+
+    return WithLogin(*args)
+
+
+LOGIN_OPTIONS = OPTIONS.replace(allow_insecure_auth=True, auth_optional=True)
+
+
+def test_helo_policy() -> None:
+    """Our own name and dotless names are refused at the hello; the session stays ungreeted."""
+    recipe = load_example("helo_policy")
+    with serve(recipe.HeloPolicy(["docs.test"]), OPTIONS) as server, smtplib.SMTP(
+        *server.address
+    ) as c:
+        assert c.ehlo("docs.test") == (550, b"You are not me")
+        assert c.helo("localhost") == (550, b"Give your fully qualified host name")
+        assert c.docmd("MAIL FROM:<a@example.org>")[0] == 503
+        assert c.ehlo("[127.0.0.1]")[0] == 250
+        assert c.ehlo("client.example.org")[0] == 250
+        assert c.ehlo("docs.test") == (550, b"5.7.1 You are not me")
+        assert c.docmd("MAIL FROM:<a@example.org>")[0] == 250  # the last good EHLO stands
+
+
+def test_vrfy_directory() -> None:
+    """Strangers get 252; a logged-in user gets 250, 553 with candidates, or 550."""
+    recipe = load_example("vrfy_directory")
+    people = {
+        "alice@example.com": "Alice Liddell",
+        "alice@example.org": "Alice Other",
+        "bob@example.com": "Bob Builder",
+    }
+    handler = _with_login(recipe.Directory, people)
+    with serve(handler, LOGIN_OPTIONS) as server, smtplib.SMTP(*server.address) as c:
+        c.ehlo("client.test")
+        assert c.verify("bob@example.com")[0] == 252
+        c.login("carol", "pw")
+        assert c.verify("bob@example.com") == (250, b"2.1.5 Bob Builder <bob@example.com>")
+        assert c.verify("bob") == (250, b"2.1.5 Bob Builder <bob@example.com>")
+        assert c.verify("nobody@example.com") == (550, b"5.1.1 Error: no such user")
+        code, text = c.verify("alice")
+        assert code == 553 and text.splitlines() == [
+            b"5.1.4 User ambiguous, possibilities:",
+            b"5.1.4 Alice Liddell <alice@example.com>",
+            b"5.1.4 Alice Other <alice@example.org>",
+        ]
+
+
+def test_expn_lists() -> None:
+    """EXPN is 502 for strangers; a logged-in user gets the members, or 550."""
+    recipe = load_example("expn_lists")
+    handler = _with_login(recipe.MailingLists, {"staff": ["alice@example.com", "bob@example.com"]})
+    with serve(handler, LOGIN_OPTIONS) as server, smtplib.SMTP(*server.address) as c:
+        c.ehlo("client.test")
+        assert c.expn("staff") == (502, b"5.5.1 Error: command not implemented")
+        c.login("carol", "pw")
+        assert c.expn("Staff") == (250, b"2.1.5 <alice@example.com>\n2.1.5 <bob@example.com>")
+        assert c.expn("staff@example.com")[0] == 250
+        assert c.expn("nobody") == (550, b"5.1.1 Error: no such mailing list")
+
+
+def test_rset_release() -> None:
+    """RCPT reserves quota; RSET gives it back (before its 250); a stored message uses it."""
+    recipe = load_example("rset_release")
+    handler = recipe.QuotaReservations({"alice@example.com": 1})
+    with serve(handler, OPTIONS) as server, smtplib.SMTP(*server.address) as c:
+        c.ehlo("client.test")
+        c.mail("a@example.org")
+        assert c.rcpt("alice@example.com")[0] == 250
+        assert handler.free == {"alice@example.com": 0}
+        c.mail("b@example.org")  # nested MAIL: refused, the reservation stays
+        assert c.rcpt("alice@example.com") == (452, b"4.2.2 Mailbox full, try again later")
+        assert c.rset() == (250, b"2.0.0 Flushed")
+        assert handler.free == {"alice@example.com": 1}
+        assert c.sendmail("a@example.org", ["alice@example.com"], message("kept")) == {}
+        assert handler.free == {"alice@example.com": 0}
+        assert [mailbox for mailbox, _ in handler.stored] == ["alice@example.com"]
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            c.sendmail("a@example.org", ["alice@example.com"], message("full"))
+        assert c.rcpt("nobody@example.com")[0] == 503  # sendmail reset the transaction
+
+
 # ---------------------------------------------------------------------------
 # The migration guides
 # ---------------------------------------------------------------------------

@@ -47,6 +47,10 @@ HOOKS = {
     "on_rcpt_to": ["address", "session"],
     "on_data": ["stream", "session"],
     "on_close": ["session"],
+    "on_helo": ["hostname", "session"],
+    "on_vrfy": ["address", "session"],
+    "on_expn": ["name", "session"],
+    "on_rset": ["session"],
 }
 
 #: API.md, "Session, Envelope, Address".

@@ -38,9 +38,9 @@ Where things are: the state and its phases in L{smtpsession._core.state};
 the tables (input by phase, commands and when they may run) in
 L{smtpsession._core.machine}; the commands in C{greeting} (HELO, EHLO,
 LHLO), C{envelope} (MAIL, RCPT), C{body} (DATA, BDAT), C{auth},
-C{xclient} (XCLIENT, XFORWARD) and C{basic} (the rest); what the
-application's answers mean in C{verdicts}; the fixed replies in
-C{replies}.
+C{xclient} (XCLIENT, XFORWARD) and C{basic} (the rest: NOOP, RSET,
+QUIT, HELP, VRFY, EXPN, STARTTLS); what the application's answers mean
+in C{verdicts}; the fixed replies in C{replies}.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from smtpsession._core import auth, body, envelope, greeting, machine, verdicts
+from smtpsession._core import auth, basic, body, envelope, greeting, machine, verdicts
 from smtpsession._core import replies as R
 from smtpsession._core.events import DataAborted
 from smtpsession._core.settings import CoreConfig
@@ -99,6 +99,10 @@ class ServerConnection(SessionState):
         mail_hook: bool = True,
         rcpt_hook: bool = True,
         data_hook: bool = True,
+        helo_hook: bool = False,
+        vrfy_hook: bool = False,
+        expn_hook: bool = False,
+        rset_hook: bool = False,
     ) -> None:
         if not isinstance(config, CoreConfig):
             config = machine.configure(
@@ -108,6 +112,10 @@ class ServerConnection(SessionState):
                 mail_hook=mail_hook,
                 rcpt_hook=rcpt_hook,
                 data_hook=data_hook,
+                helo_hook=helo_hook,
+                vrfy_hook=vrfy_hook,
+                expn_hook=expn_hook,
+                rset_hook=rset_hook,
             )
         super().__init__(config, session)
 
@@ -296,6 +304,31 @@ class ServerConnection(SessionState):
             envelope.rcpt_answered(self, None)
         else:
             envelope.rcpt_answered(self, verdicts.as_error(value, error, "RCPT"))
+
+    def helo_result(self, error: BaseException | None = None, value: Any = None) -> None:
+        """
+        Answer a L{Helo}: no error accepts (unless C{value} is False) and
+        the hello takes effect; a refusal (default 550) changes nothing.
+        """
+        if error is None and value is not False:
+            greeting.hello_answered(self, None)
+        else:
+            greeting.hello_answered(self, verdicts.as_error(value, error, "HELO"))
+
+    def vrfy_result(self, error: BaseException | None = None, value: Any = None) -> None:
+        """Answer a L{Vrfy} (see L{verdicts.lookup_result}; the default is 252)."""
+        basic.vrfy_answered(self, verdicts.lookup_result(value, error, "VRFY"))
+
+    def expn_result(self, error: BaseException | None = None, value: Any = None) -> None:
+        """Answer an L{Expn} (see L{verdicts.lookup_result}; the default is 502)."""
+        basic.expn_answered(self, verdicts.lookup_result(value, error, "EXPN"))
+
+    def rset_result(self, error: BaseException | None = None, value: Any = None) -> None:
+        """
+        Answer a L{Rset}: the reply is 250 whatever C{on_rset} returned or
+        raised (RFC 5321 §4.1.1.5); the transaction was reset already.
+        """
+        basic.rset_answered(self)
 
     def auth_result(self, user: Any, error: BaseException | None = None) -> bool:
         """

@@ -27,6 +27,10 @@ __all__ = [
     "DataAborted",
     "StartTLS",
     "Auth",
+    "Helo",
+    "Vrfy",
+    "Expn",
+    "Rset",
 ]
 
 
@@ -148,3 +152,43 @@ class Auth(Event):
 
     def __init__(self, request: AuthRequest) -> None:
         self.request = request
+
+
+class Helo(Event):
+    """
+    HELO, EHLO or LHLO was valid and the application has C{on_helo}: call
+    it with C{hostname}; answer with C{helo_result}.  Nothing of the hello
+    has happened yet: a refusal leaves the session as it was.
+    """
+
+    __slots__ = ("hostname",)
+
+    def __init__(self, hostname: str) -> None:
+        self.hostname = hostname
+
+
+class Vrfy(Event):
+    """Call C{on_vrfy} with C{address}; answer with C{vrfy_result}."""
+
+    __slots__ = ("address",)
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+
+class Expn(Event):
+    """Call C{on_expn} with C{name}; answer with C{expn_result}."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class Rset(Event):
+    """
+    RSET has reset the transaction and the application has C{on_rset}:
+    call it; answer with C{rset_result} (the reply is 250 whatever it says).
+    """
+
+    __slots__ = ()

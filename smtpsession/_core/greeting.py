@@ -5,24 +5,28 @@ and the capabilities EHLO/LHLO advertise.
 
 A hello (re)starts the session's protocol state: it forgets the envelope,
 records the client's name and turns enhanced status codes on (EHLO/LHLO,
-RFC 2034 §3) or off (HELO).
+RFC 2034 §3) or off (HELO).  With C{on_helo}, all of that waits for the
+hook's answer; a refusal changes nothing.
 """
 
 from __future__ import annotations
 
 import re
 from sys import intern
+from typing import Any
 
 from smtpsession._core import replies as R
-from smtpsession._core.events import DataAborted
+from smtpsession._core.events import DataAborted, Helo
 from smtpsession._core.replies import format_reply
-from smtpsession._core.state import SessionState
+from smtpsession._core.state import HELO_ANSWER, SessionState
+from smtpsession.errors import SMTPError
 
 __all__ = [
     "banner",
     "capabilities",
     "ehlo",
     "helo",
+    "hello_answered",
     "lhlo",
     "XCLIENT_KEYS",
     "XFORWARD_KEYS",
@@ -96,35 +100,70 @@ def _greeted(st: SessionState, command: str, name: str) -> DataAborted | None:
     return ev
 
 
-def helo(st: SessionState, arg: bytes) -> DataAborted | None:
+def helo(st: SessionState, arg: bytes) -> Any:
     name = _hello_argument(st, arg, R.HELO_SYNTAX)
     if name is None:
         return None
-    st.esc = 0
-    ev = _greeted(st, "HELO", name)
-    st.out.append(format_reply(250, _helo_text(st)))
-    return ev
+    if st.cfg.helo_hook:
+        return _ask_hello(st, "HELO", name)
+    return _hello_accepted(st, "HELO", name)
 
 
-def ehlo(st: SessionState, arg: bytes) -> DataAborted | None:
+def ehlo(st: SessionState, arg: bytes) -> Any:
     return _extended_hello(st, arg, "EHLO", R.EHLO_SYNTAX)
 
 
-def lhlo(st: SessionState, arg: bytes) -> DataAborted | None:
+def lhlo(st: SessionState, arg: bytes) -> Any:
     return _extended_hello(st, arg, "LHLO", R.LHLO_SYNTAX)
 
 
-def _extended_hello(
-    st: SessionState, arg: bytes, verb: str, syntax: R.Pair
-) -> DataAborted | None:
+def _extended_hello(st: SessionState, arg: bytes, verb: str, syntax: R.Pair) -> Any:
     """EHLO or LHLO: the capabilities, and enhanced status codes from now on."""
     name = _hello_argument(st, arg, syntax)
     if name is None:
         return None
+    if st.cfg.helo_hook:
+        return _ask_hello(st, verb, name)
+    return _hello_accepted(st, verb, name)
+
+
+def _hello_accepted(st: SessionState, verb: str, name: str) -> DataAborted | None:
+    """The hello takes effect: the session (re)starts and the 250 is queued."""
     ev = _greeted(st, verb, name)
-    st.esc = 0 if st.cfg.options.hide_enhancedstatuscodes else 1
-    st.out.append(_ehlo_reply(st))
+    if verb == "HELO":
+        st.esc = 0
+        st.out.append(format_reply(250, _helo_text(st)))
+    else:
+        st.esc = 0 if st.cfg.options.hide_enhancedstatuscodes else 1
+        st.out.append(_ehlo_reply(st))
     return ev
+
+
+def _ask_hello(st: SessionState, verb: str, name: str) -> Helo:
+    """
+    Wait for C{on_helo}.  Nothing of the hello happens before its answer:
+    a refusal must leave the session as it was (RFC 5321 §4.1.4).
+    """
+    st.pending_hello = (verb, name)
+    st.pause_for(HELO_ANSWER)
+    return Helo(name)
+
+
+def hello_answered(st: SessionState, error: SMTPError | None) -> None:
+    """C{on_helo}'s verdict on the pending hello: C{None} accepts."""
+    st.expect(HELO_ANSWER)  # raises if no hello is pending
+    pending = st.pending_hello
+    st.pending_hello = None
+    assert pending is not None
+    if error is not None:
+        # The state stays what it was before the command (§4.1.4): no
+        # greeting if there was none, the earlier one if there was.
+        st.app_error(error, 550, "HELO")
+    else:
+        ev = _hello_accepted(st, pending[0], pending[1])
+        if ev is not None:
+            st.queued = [ev]  # next_event hands the driver the aborted body
+    st.after_answer()
 
 
 def helo_in_lmtp(st: SessionState, arg: bytes) -> None:

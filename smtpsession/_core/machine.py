@@ -89,6 +89,9 @@ VERBS: Final = {
     b"XFORWARD": Verb(xclient.xforward),
 }
 
+#: EXPN, in the table only when the application has C{on_expn}.
+_EXPN: Final = Verb(basic.expn)
+
 #: An LMTP server answers HELO and EHLO, but only to refuse them (RFC 2033).
 _LMTP_ONLY = {b"HELO": Verb(greeting.helo_in_lmtp), b"EHLO": Verb(greeting.ehlo_in_lmtp)}
 
@@ -110,10 +113,16 @@ def configure(
     mail_hook: bool = True,
     rcpt_hook: bool = True,
     data_hook: bool = True,
+    helo_hook: bool = False,
+    vrfy_hook: bool = False,
+    expn_hook: bool = False,
+    rset_hook: bool = False,
 ) -> CoreConfig:
     """
     The core's view of one configuration, with its command table.  Build
-    it once per listener (and TLS availability) and share it.
+    it once per listener (and TLS availability) and share it.  The C{*_hook}
+    flags say which hooks the application has; C{expn_hook} is what turns
+    EXPN on (without it EXPN is 502, not implemented).
     """
     disabled = frozenset(c.encode("ascii") for c in options.disabled_commands)
     cfg = CoreConfig(
@@ -125,8 +134,14 @@ def configure(
         mail_hook=mail_hook,
         rcpt_hook=rcpt_hook,
         data_hook=data_hook,
+        helo_hook=helo_hook,
+        vrfy_hook=vrfy_hook,
+        expn_hook=expn_hook,
+        rset_hook=rset_hook,
     )
     table = dict(VERBS)
+    if expn_hook:
+        table[b"EXPN"] = _EXPN
     if cfg.lmtp:
         table.update(_LMTP_ONLY)
     else:

@@ -84,6 +84,13 @@ _ENHANCED_BY_CONTEXT = {
     ("LMTP", 554): "5.6.0",
     ("AUTH", 454): "4.7.0",
     ("AUTH", 535): "5.7.8",
+    # A refused hello is a policy decision about the client (on_helo).
+    ("HELO", 450): "4.7.1",
+    ("HELO", 550): "5.7.1",
+    ("HELO", 554): "5.7.1",
+    # A VRFY or EXPN that shows addresses: "destination address valid".
+    ("VRFY", 250): "2.1.5",
+    ("EXPN", 250): "2.1.5",
 }
 
 
@@ -166,6 +173,7 @@ FLUSHED = pair(250, "Flushed")
 HELP = pair(214, "See https://www.rfc-editor.org/rfc/rfc5321 for details")
 VRFY = pair(252, "Try to send something. No promises though")
 VRFY_SYNTAX = pair(501, "Error: Syntax: VRFY address")
+EXPN_SYNTAX = pair(501, "Error: Syntax: EXPN name")
 EHLO_SYNTAX = pair(501, "Error: syntax: EHLO hostname")
 LHLO_SYNTAX = pair(501, "Error: syntax: LHLO hostname")
 HELO_SYNTAX = pair(501, "Error: Syntax: HELO hostname")

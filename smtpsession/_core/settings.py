@@ -49,6 +49,10 @@ class CoreConfig:
         "mail_hook",
         "rcpt_hook",
         "data_hook",
+        "helo_hook",
+        "vrfy_hook",
+        "expn_hook",
+        "rset_hook",
         "commands",
     )
 
@@ -63,6 +67,10 @@ class CoreConfig:
         mail_hook: bool,
         rcpt_hook: bool,
         data_hook: bool,
+        helo_hook: bool = False,
+        vrfy_hook: bool = False,
+        expn_hook: bool = False,
+        rset_hook: bool = False,
     ) -> None:
         auth_enabled = (
             auth_enabled
@@ -93,5 +101,11 @@ class CoreConfig:
         self.mail_hook = mail_hook
         self.rcpt_hook = rcpt_hook
         self.data_hook = data_hook
+        #: The optional hooks: without one the core answers HELO/EHLO/LHLO,
+        #: VRFY and RSET itself, as it always did, and EXPN stays 502.
+        self.helo_hook = helo_hook
+        self.vrfy_hook = vrfy_hook
+        self.expn_hook = expn_hook
+        self.rset_hook = rset_hook
         #: verb → L{smtpsession._core.machine.Verb}, filled in by C{configure}.
         self.commands: dict[bytes, Any] = {}

@@ -74,8 +74,22 @@ RCPT_ANSWER: Final = 1
 AUTH_ANSWER: Final = 2
 DATA_ANSWER: Final = 3
 HANDSHAKE: Final = 4
+HELO_ANSWER: Final = 5
+VRFY_ANSWER: Final = 6
+EXPN_ANSWER: Final = 7
+RSET_ANSWER: Final = 8
 #: The names of what a WAIT phase waits for, by value.
-WAITS: Final = ("MAIL_ANSWER", "RCPT_ANSWER", "AUTH_ANSWER", "DATA_ANSWER", "HANDSHAKE")
+WAITS: Final = (
+    "MAIL_ANSWER",
+    "RCPT_ANSWER",
+    "AUTH_ANSWER",
+    "DATA_ANSWER",
+    "HANDSHAKE",
+    "HELO_ANSWER",
+    "VRFY_ANSWER",
+    "EXPN_ANSWER",
+    "RSET_ANSWER",
+)
 
 #: A pending MAIL: the address and what its parameters set on the envelope
 #: (body type, SMTPUTF8, REQUIRETLS, DSN).
@@ -111,6 +125,7 @@ class SessionState:
         "pending_auth",
         "pending_mail",
         "pending_rcpt",
+        "pending_hello",
         "rcpt_index",
         "framer",
         "bdat_framer",
@@ -151,6 +166,8 @@ class SessionState:
         # The transaction.
         self.pending_mail: PendingMail | None = None
         self.pending_rcpt: Address | None = None
+        #: A hello waiting for C{on_helo}: its verb and the client's name.
+        self.pending_hello: tuple[str, str] | None = None
         # Built lazily: an idle connection should not carry empty containers.
         self.rcpt_index: dict[str, int] | None = None
         self.framer: DataFramer | None = None

@@ -16,6 +16,9 @@ This module decides what that is worth:
   - any other exception: C{451 4.3.0} — mail is never half-accepted;
   - C{False}: the hook's default refusal.
 
+C{on_vrfy} and C{on_expn} may also answer with something to show
+(L{lookup_result}): a string, or a list of entries, becomes a C{250}.
+
 It also words the refusals that happen before a connection has a core of
 its own (L{connection_refusal}): a full server, a shutdown, a client with
 too many connections.
@@ -29,9 +32,11 @@ from typing import Any
 from smtpsession._core import replies as R
 from smtpsession._core.replies import default_enhanced, format_reply
 from smtpsession.errors import AuthUnavailable, HookTimeout, SMTPError
+from smtpsession.session import Address
 
 __all__ = [
     "as_error",
+    "lookup_result",
     "render",
     "data_results",
     "connection_refusal",
@@ -78,6 +83,9 @@ _DEFAULT_TEXT = {
     "AUTH": "Error: Authentication credentials invalid",
     "CONNECT": "Error: connection refused",
     "SECURE": "Error: TLS refused",
+    "HELO": "Error: hostname rejected",
+    "VRFY": "Error: no such user",
+    "EXPN": "Error: no such mailing list",
 }
 
 
@@ -98,6 +106,35 @@ def as_error(value: Any, error: BaseException | None, stage: str) -> SMTPError |
     if isinstance(error, AuthUnavailable) and stage == "AUTH":
         return AUTH_UNAVAILABLE
     return INTERNAL
+
+
+def lookup_result(value: Any, error: BaseException | None, context: str) -> SMTPError | str | None:
+    """
+    The outcome of C{on_vrfy} (C{context="VRFY"}) or C{on_expn} (C{"EXPN"}):
+    C{None} for the command's default reply (C{None} or C{True} returned);
+    an L{SMTPError} for a refusal (C{False}, an empty list, or what
+    L{as_error} makes of an exception); else the text of a C{250}: a
+    string as it is, a list one line per entry, an L{Address} as
+    C{<mailbox>}.
+    """
+    if error is not None:
+        return as_error(None, error, context)
+    if value is None or value is True:
+        return None
+    if value is False:
+        return REFUSED
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return REFUSED
+        return "\n".join([_entry(v) for v in value])
+    return _entry(value)
+
+
+def _entry(value: Any) -> str:
+    """One line of a VRFY or EXPN answer."""
+    if isinstance(value, Address):
+        return f"<{value.address}>"
+    return str(value)
 
 
 def render(error: SMTPError, default_code: int, context: str, esc: int) -> bytes:
