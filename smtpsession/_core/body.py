@@ -318,6 +318,10 @@ def data_answered(
         results = [rejected.error] * n
     elif len(results) != 1 or lmtp:
         results = fit_results(results, lmtp, len(st.session.envelope.rcpt_to))
+    order = st.rcpt_order
+    if order is not None:
+        # A recipient given twice (LMTP): its result once per RCPT, in order.
+        results = [results[i] for i in order]
     if len(results) == 1:
         result = results[0]
         if result is None and not lmtp:

@@ -380,10 +380,19 @@ def rcpt_answered(st: SessionState, error: SMTPError | None) -> None:
     if index is None:
         index = st.rcpt_index = {}
     i = index.get(key)
+    order = st.rcpt_order
     if i is None:
         index[key] = len(rcpts)
+        if order is not None:
+            order.append(len(rcpts))
         rcpts.append(address)
     else:
+        # The envelope holds each address once (the handler delivers once);
+        # LMTP still owes this RCPT a reply of its own after the body.
         rcpts[i] = address
+        if st.cfg.lmtp:
+            if order is None:
+                order = st.rcpt_order = list(range(len(rcpts)))
+            order.append(i)
     st.out.append(R.RCPT_OK[st.esc])
 

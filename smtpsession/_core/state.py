@@ -127,6 +127,7 @@ class SessionState:
         "pending_rcpt",
         "pending_hello",
         "rcpt_index",
+        "rcpt_order",
         "framer",
         "bdat_framer",
         "bdat_last",
@@ -170,6 +171,10 @@ class SessionState:
         self.pending_hello: tuple[str, str] | None = None
         # Built lazily: an idle connection should not carry empty containers.
         self.rcpt_index: dict[str, int] | None = None
+        #: LMTP, once a recipient was given twice: for each successful RCPT
+        #: in order, its place in the envelope (RFC 2033 4.2: one reply per
+        #: successful RCPT, though the envelope holds each address once).
+        self.rcpt_order: list[int] | None = None
         self.framer: DataFramer | None = None
         self.bdat_framer: BdatFramer | None = None
         self.bdat_last = False
@@ -263,6 +268,7 @@ class SessionState:
         """Forget the envelope and any body in progress (RSET, HELO, TLS, ...)."""
         reset_envelope(self.session)
         self.rcpt_index = None
+        self.rcpt_order = None
         self.pending_mail = None
         self.pending_rcpt = None
         self.body_open = False

@@ -55,6 +55,13 @@ def envelope_in_one_write(probe: Probe) -> Outcome:
             return failed(f"replies out of order or missing: {codes}")
         conn.send(message("conformance: pipelined", "Hello.") + b".\r\n")
         end = conn.reply()
+        if probe.lmtp:
+            # LMTP: one reply per successful RCPT (RFC 2033 4.2), the same
+            # recipient given twice included; the first came above.
+            accepted = sum(1 for r in (good, bad, good2) if r.kind == 2)
+            _, short = _collect(conn, accepted - 1)
+            if short:
+                return failed(f"LMTP: {short} after the message")
         extra = conn.extra(probe.settle)
     if extra:
         return failed(f"extra replies after the message: {[str(r) for r in extra]}")

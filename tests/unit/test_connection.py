@@ -796,12 +796,33 @@ def test_lmtp_wrong_number_of_results() -> None:
     ] * 2
 
 
-def test_lmtp_duplicate_recipients_get_one_reply() -> None:
-    """Recipients collapsed at RCPT time get one DATA reply (N = distinct recipients)."""
+def test_lmtp_duplicate_recipients_get_a_reply_per_rcpt() -> None:
+    """RFC 2033 4.2: "Even if there were multiple successful RCPT commands
+    giving the same forward-path, there must be one reply for each
+    successful RCPT command."  The envelope (what the handler delivers to)
+    holds each address once; the replies repeat its result, in RCPT order.
+    (smtpsession once answered once, as smtp-server does:
+    smtpsession.conformance found it.)"""
     c = CoreClient(lmtp=True)
     c.lines("LHLO c")
-    replies = c.transaction(rcpts=["a@example.com", "A@example.com"])
-    assert codes(replies) == [250, 250, 250, 354, 250]
+    c.data = lambda body, session: [None, SMTPError(452, "Mailbox full")]
+    replies = c.transaction(rcpts=["a@example.com", "b@example.com", "A@example.com"])
+    assert replies[-3:] == [
+        "250 2.6.0 OK: message accepted",
+        "452 4.2.2 Mailbox full",
+        "250 2.6.0 OK: message accepted",
+    ]
+    # The next transaction starts without the repeat.
+    c.data = lambda body, session: [None]
+    assert codes(c.transaction(rcpts=["a@example.com", "b@example.com"])) == [250, 250, 250, 354, 250, 250]
+
+
+def test_lmtp_duplicate_recipient_refused_for_all_when_the_body_is() -> None:
+    """A body refused by the core (too big) gets its refusal once per RCPT too."""
+    c = CoreClient(lmtp=True, size=5, reject_oversized=True)
+    c.lines("LHLO c")
+    replies = c.transaction(rcpts=["a@example.com", "a@example.com"], body=b"123456\r\n")
+    assert codes(replies)[-2:] == [552, 552]
 
 
 def test_lmtp_oversized_rejected_per_recipient() -> None:
