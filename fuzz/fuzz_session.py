@@ -347,9 +347,16 @@ class Client:
         assert sender is not None, "a body without a sender"
         rcpts = [r.address for r in envelope.rcpt_to]
         assert rcpts, "a body without recipients"
+        # LMTP answers each successful RCPT (RFC 2033 4.2): a recipient given
+        # twice is once in the envelope, and the core keeps where each RCPT
+        # points in it (before the reply resets the transaction).
+        order = self.conn.rcpt_order
+        if order is not None:
+            assert self.cfg.lmtp and sorted(set(order)) == list(range(len(rcpts))), (order, rcpts)
         value, error = self.rng.choice(_DATA_ANSWERS)
         codes, _ = self.conn.data_outcome(value, error)
-        expected_replies = len(rcpts) if self.cfg.lmtp else 1
+        per_rcpt = len(order) if order is not None else len(rcpts)
+        expected_replies = per_rcpt if self.cfg.lmtp else 1
         assert len(codes.split(";")) == expected_replies, (codes, rcpts)
         if self.rejected is None:
             self.accepted.append((sender, rcpts, body, codes))
