@@ -5,7 +5,8 @@
 #
 # System tools come from Debian's apt (Postfix's smtp-source, swaks, HAProxy,
 # OpenSSL, Node.js for the nodemailer client, RabbitMQ and Dovecot's LMTP
-# server, which the tests start themselves on 127.0.0.1); Python packages go into a fresh
+# server, which the tests start themselves on 127.0.0.1, Go and go-smtp);
+# Python packages go into a fresh
 # virtualenv (.venv-test) where smtpsession itself is installed from this
 # checkout as a regular (non-editable) package, so the tests exercise what
 # users install.  Works as root or with sudo.
@@ -26,6 +27,11 @@ command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
 [ -x /usr/sbin/rabbitmq-server ] || need="$need rabbitmq-server"
 [ -x /usr/lib/dovecot/lmtp ] || need="$need dovecot-core dovecot-lmtpd"
+# go-smtp (emersion), a peer the conformance checker is run against: Debian's
+# package, built by the test with Debian's Go.
+command -v go >/dev/null 2>&1 || need="$need golang-go"
+[ -d /usr/share/gocode/src/github.com/emersion/go-smtp ] || need="$need golang-github-emersion-go-smtp-dev"
+[ -d /usr/share/gocode/src/github.com/emersion/go-sasl ] || need="$need golang-github-emersion-go-sasl-dev"
 if [ -n "$need" ]; then
     echo "run-tests: installing$need"
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
@@ -46,8 +52,9 @@ VENV=$(cd "$VENV" && pwd)  # absolute: the compiled run below works in another d
 # builds the default wheel.
 SMTPSESSION_MYPYC=0 "$VENV/bin/python" -m pip install -q ".[test,docs,dev]"
 
-# The nodemailer client used by the interoperability tests.
-if [ ! -d tests/js/node_modules/nodemailer ]; then
+# The nodemailer client used by the interoperability tests, and nodemailer's
+# smtp-server (a peer of the conformance checker).
+if [ ! -d tests/js/node_modules/nodemailer ] || [ ! -d tests/js/node_modules/smtp-server ]; then
     (cd tests/js && npm install --no-audit --no-fund --silent)
 fi
 
