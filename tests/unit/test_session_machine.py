@@ -255,12 +255,16 @@ class App:
         assert env.mail_from is not None and env.rcpt_to, "a body outside a transaction"
         rcpts = [r.address for r in env.rcpt_to]
         n = len(rcpts) if self.conn.cfg.lmtp else 1
+        # LMTP replies once per successful RCPT (RFC 2033 4.2): a recipient
+        # given twice is once in the envelope but answered twice.
+        order = self.conn.rcpt_order
+        due = len(order) if order is not None and self.conn.cfg.lmtp else n
         verdicts = self.answer("data", n)
         results: list[SMTPError | str | None] = [
             None if ok else SMTPError(554, "Message refused") for ok in verdicts
         ]
         reply_codes = self.conn.data_result(results)
-        assert len(reply_codes.split(";")) == n, reply_codes
+        assert len(reply_codes.split(";")) == due, reply_codes
         if not self.rejected:
             self.received.append((env.mail_from.address, rcpts, body))
 
