@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SMTPServerOptions", "KNOWN_AUTH_METHODS", "COMMANDS"]
+__all__ = ["SMTPServerOptions", "KNOWN_AUTH_METHODS", "COMMANDS", "OPTIONAL_EXTENSIONS"]
 
 #: The SASL mechanisms the server implements.
 KNOWN_AUTH_METHODS = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2")
@@ -48,6 +48,9 @@ COMMANDS = (
     "XFORWARD",
 )
 
+#: The extensions that are off unless listed in C{enable}.
+OPTIONAL_EXTENSIONS = ("RRVS", "DELIVERBY", "MT-PRIORITY")
+
 _HIDEABLE = (
     "PIPELINING",
     "8BITMIME",
@@ -58,6 +61,7 @@ _HIDEABLE = (
     "STARTTLS",
     "REQUIRETLS",
     "CHUNKING",
+    "LIMITS",
 )
 
 
@@ -215,6 +219,22 @@ class SMTPServerOptions:
         False, None, "Advertise SIZE without a number and skip the MAIL check."
     )
     hide_chunking: bool = _opt(False, None, "Do not advertise CHUNKING.")
+    hide_limits: bool = _opt(
+        False,
+        None,
+        "Do not advertise LIMITS (RFC 9422: RCPTMAX from max_recipients, MAILMAX "
+        "from max_transactions, each when set); the limits still apply.",
+    )
+
+    # --- optional extensions ------------------------------------------------
+    enable: Sequence[str] = _opt(
+        (),
+        "enable",
+        "Extensions that are off by default to turn on, comma separated: RRVS "
+        "(RFC 7293), DELIVERBY (RFC 2852), MT-PRIORITY (RFC 6710).  Each is then "
+        "advertised and its parameter validated and put on the envelope; while "
+        "off, its parameter gets 555 5.5.4.",
+    )
 
     # --- commands, limits, sizes -------------------------------------------
     disabled_commands: Sequence[str] = _opt(
@@ -237,8 +257,9 @@ class SMTPServerOptions:
     max_recipients: int = _opt(
         1000,
         "max-recipients",
-        "Recipients per message (0: no limit).  The default bounds the memory "
-        "one transaction can take, as Postfix's smtpd_recipient_limit does.",
+        "Recipients per message (0: no limit), advertised as LIMITS RCPTMAX "
+        "(RFC 9422).  The default bounds the memory one transaction can take, "
+        "as Postfix's smtpd_recipient_limit does.",
     )
     max_clients: int = _opt(
         0, "max-clients", "Concurrent connections (0: no limit)."
@@ -321,7 +342,8 @@ class SMTPServerOptions:
         0,
         "max-transactions",
         "Transactions on one connection; the next MAIL gets 421 4.7.0 and the "
-        "connection is closed (0: no limit).",
+        "connection is closed (0: no limit).  Advertised as LIMITS MAILMAX "
+        "(RFC 9422).",
     )
     pregreet_delay: float = _opt(
         0.0,
@@ -391,6 +413,14 @@ class SMTPServerOptions:
         set_(self, "auth_methods", tuple(dict.fromkeys(methods)))
         disabled = tuple(c.strip().upper() for c in _as_seq(self.disabled_commands))
         set_(self, "disabled_commands", disabled)
+        enable = tuple(dict.fromkeys(e.strip().upper() for e in _as_seq(self.enable)))
+        for ext in enable:
+            if ext not in OPTIONAL_EXTENSIONS:
+                raise ValueError(
+                    f"unknown extension {ext!r} to enable; known: "
+                    + ", ".join(OPTIONAL_EXTENSIONS)
+                )
+        set_(self, "enable", enable)
         for name in (
             "size",
             "max_recipients",

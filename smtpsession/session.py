@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 __all__ = [
     "Address",
+    "DeliverBy",
     "Envelope",
     "EnvelopeDSN",
     "RecipientDSN",
+    "RRVS",
     "Session",
     "transmission_type",
 ]
@@ -73,6 +76,59 @@ class EnvelopeDSN:
         return (self.ret, self.envid) == (other.ret, other.envid)
 
 
+class RRVS:
+    """
+    The RFC 7293 ``RRVS`` parameter of one RCPT TO (with
+    C{SMTPServerOptions.enable} listing RRVS): ``since``, the time (an aware
+    C{datetime}) since which the sender knows the mailbox to belong to the
+    intended recipient, and ``action``: ``"C"`` (continue), ``"R"``
+    (reject) or ``None`` when the client gave none.
+    """
+
+    __slots__ = ("since", "action")
+
+    def __init__(self, since: datetime, action: str | None = None) -> None:
+        self.since = since
+        self.action = action
+
+    def __repr__(self) -> str:
+        return f"RRVS(since={self.since!r}, action={self.action!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RRVS):
+            return NotImplemented
+        return (self.since, self.action) == (other.since, other.action)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class DeliverBy:
+    """
+    The RFC 2852 ``BY`` parameter of MAIL FROM (with
+    C{SMTPServerOptions.enable} listing DELIVERBY): ``seconds`` (the
+    by-time, may be zero or negative with mode N), ``mode`` (``"R"``:
+    return the message if it cannot be delivered in time; ``"N"``: notify,
+    with a delayed DSN) and ``trace`` (the ``T`` flag).
+    """
+
+    __slots__ = ("seconds", "mode", "trace")
+
+    def __init__(self, seconds: int, mode: str, trace: bool = False) -> None:
+        self.seconds = seconds
+        self.mode = mode
+        self.trace = trace
+
+    def __repr__(self) -> str:
+        return f"DeliverBy(seconds={self.seconds!r}, mode={self.mode!r}, trace={self.trace!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DeliverBy):
+            return NotImplemented
+        return (self.seconds, self.mode, self.trace) == (other.seconds, other.mode, other.trace)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class Address:
     """
     A reverse-path or forward-path as the client sent it.
@@ -81,31 +137,38 @@ class Address:
     source route removed and IPv6 literals normalised.  ``args`` maps each
     ESMTP parameter, upper-cased, to its xtext-decoded value, or to ``True``
     for keywords without a value.  ``dsn`` is set on recipients that carried
-    NOTIFY or ORCPT, else ``None``.
+    NOTIFY or ORCPT, else ``None``; ``rrvs`` on recipients that carried RRVS
+    (when enabled), else ``None``.
     """
 
-    __slots__ = ("address", "args", "dsn")
+    __slots__ = ("address", "args", "dsn", "rrvs")
 
     def __init__(
         self,
         address: str,
         args: dict[str, str | bool] | None = None,
         dsn: RecipientDSN | None = None,
+        rrvs: RRVS | None = None,
     ) -> None:
         self.address = address
         self.args = {} if args is None else args
         self.dsn = dsn
+        self.rrvs = rrvs
 
     def __repr__(self) -> str:
-        return f"Address(address={self.address!r}, args={self.args!r}, dsn={self.dsn!r})"
+        more = "" if self.rrvs is None else f", rrvs={self.rrvs!r}"
+        return (
+            f"Address(address={self.address!r}, args={self.args!r}, dsn={self.dsn!r}{more})"
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Address):
             return NotImplemented
-        return (self.address, self.args, self.dsn) == (
+        return (self.address, self.args, self.dsn, self.rrvs) == (
             other.address,
             other.args,
             other.dsn,
+            other.rrvs,
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -120,11 +183,23 @@ class Envelope:
     ``mail_from`` is the accepted sender (or ``None``), ``rcpt_to`` the
     accepted recipients in order (an address given twice, in any case, is
     kept once), ``body_type`` ``"7bit"``, ``"8bitmime"`` or
-    ``"binarymime"``, ``smtp_utf8`` and ``require_tls`` the MAIL flags, and
-    ``dsn`` the MAIL DSN parameters.
+    ``"binarymime"``, ``smtp_utf8`` and ``require_tls`` the MAIL flags,
+    ``dsn`` the MAIL DSN parameters, and (for the extensions of
+    C{SMTPServerOptions.enable}) ``deliver_by`` (a L{DeliverBy} or
+    ``None``), ``priority`` (MT-PRIORITY, -9 to 9, or ``None``) and
+    ``rrvs`` (recipient address → L{RRVS}).
     """
 
-    __slots__ = ("mail_from", "rcpt_to", "body_type", "smtp_utf8", "require_tls", "dsn")
+    __slots__ = (
+        "mail_from",
+        "rcpt_to",
+        "body_type",
+        "smtp_utf8",
+        "require_tls",
+        "dsn",
+        "deliver_by",
+        "priority",
+    )
 
     def __init__(
         self,
@@ -134,6 +209,8 @@ class Envelope:
         smtp_utf8: bool = False,
         require_tls: bool = False,
         dsn: EnvelopeDSN | None = None,
+        deliver_by: DeliverBy | None = None,
+        priority: int | None = None,
     ) -> None:
         self.mail_from = mail_from
         self.rcpt_to = [] if rcpt_to is None else rcpt_to
@@ -141,12 +218,28 @@ class Envelope:
         self.smtp_utf8 = smtp_utf8
         self.require_tls = require_tls
         self.dsn = EnvelopeDSN() if dsn is None else dsn
+        self.deliver_by = deliver_by
+        self.priority = priority
+
+    @property
+    def rrvs(self) -> dict[str, RRVS]:
+        """
+        The RRVS parameters of the accepted recipients that carried one,
+        by recipient address (as in C{rcpt_to}); computed from
+        C{Address.rrvs} when read, so it costs nothing when unused.
+        """
+        return {a.address: a.rrvs for a in self.rcpt_to if a.rrvs is not None}
 
     def __repr__(self) -> str:
+        more = ""
+        if self.deliver_by is not None:
+            more += f", deliver_by={self.deliver_by!r}"
+        if self.priority is not None:
+            more += f", priority={self.priority!r}"
         return (
             f"Envelope(mail_from={self.mail_from!r}, rcpt_to={self.rcpt_to!r}, "
             f"body_type={self.body_type!r}, smtp_utf8={self.smtp_utf8!r}, "
-            f"require_tls={self.require_tls!r}, dsn={self.dsn!r})"
+            f"require_tls={self.require_tls!r}, dsn={self.dsn!r}{more})"
         )
 
     def __eq__(self, other: object) -> bool:
@@ -158,15 +251,19 @@ class Envelope:
 
 
 def transmission_type(
-    lmtp: bool, opening_command: str | None, secure: bool, user: Any
+    lmtp: bool, opening_command: str | None, secure: bool, user: Any, utf8: bool = False
 ) -> str:
     """
     The RFC 3848 ``with`` keyword of a C{Received} header.
 
     SMTP after HELO (or before any greeting), ESMTP after EHLO, LMTP after
     LHLO; then ``S`` when TLS is on and ``A`` when the client authenticated.
+    In a transaction whose MAIL carried ``SMTPUTF8`` (C{utf8}), RFC 6531
+    §3.7.3's ``UTF8SMTP`` or ``UTF8LMTP`` instead of the first part.
     """
-    if lmtp:
+    if utf8:
+        base = "UTF8LMTP" if lmtp else "UTF8SMTP"
+    elif lmtp:
         base = "LMTP"
     elif opening_command == "EHLO":
         base = "ESMTP"

@@ -38,7 +38,12 @@ from smtpsession._handler_loading import (
     load_handler,
     one_line,
 )
-from smtpsession.options import COMMANDS, SMTPServerOptions, trusted_networks
+from smtpsession.options import (
+    COMMANDS,
+    OPTIONAL_EXTENSIONS,
+    SMTPServerOptions,
+    trusted_networks,
+)
 from smtpsession.service import SMTPService, cannot_listen
 
 __all__ = ["BUILTIN_HANDLERS", "Options", "load_handler", "makeService"]
@@ -172,7 +177,7 @@ def _names_check(known: Callable[[], Any], message: str) -> Callable[[str], list
     """
     A check for a comma-separated list of upper-case names, each of which
     must be one of C{known()}: the commands of --disable-command, the
-    extensions of --hide.  C{message} names the culprit (C{{name}}) and
+    extensions of --hide and of --enable.  C{message} names the culprit (C{{name}}) and
     the choices (C{{known}}).
     """
 
@@ -195,6 +200,9 @@ _commands_check = _names_check(
     lambda: COMMANDS, "--disable-command: unknown command {name} (known: {known})"
 )
 _hide_check = _names_check(_hideable, "--hide: {name} cannot be hidden (one of: {known})")
+_enable_check = _names_check(
+    lambda: OPTIONAL_EXTENSIONS, "--enable: unknown extension {name} (known: {known})"
+)
 
 
 def _handler_option_check(value: str) -> list[tuple[str, str]]:
@@ -513,6 +521,8 @@ def _install_list_flags() -> None:
             check: Callable[[str], list[Any]] = _split
             if spec.field == "disabled_commands":
                 check = _commands_check
+            elif spec.field == "enable":
+                check = _enable_check
             lists[spec.flag] = (doc, check)
         elif spec.kind == "trust":
             lists[f"{spec.flag}-trusted"] = (

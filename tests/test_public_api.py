@@ -59,7 +59,11 @@ SESSION_FIELDS = {
     "host_name_appears_as", "opening_command", "secure", "tls_options", "servername", "user",
     "transaction", "transmission_type", "envelope", "x_client", "x_forward", "error",
 }
-ENVELOPE_FIELDS = {"mail_from", "rcpt_to", "body_type", "smtp_utf8", "require_tls", "dsn"}
+ENVELOPE_FIELDS = {
+    "mail_from", "rcpt_to", "body_type", "smtp_utf8", "require_tls", "dsn",
+    # API.md, "Extensions and hooks": RRVS, DELIVERBY, MT-PRIORITY.
+    "rrvs", "deliver_by", "priority",
+}
 
 #: API.md, "Options": the option names it spells out.
 OPTIONS = {

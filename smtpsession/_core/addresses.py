@@ -8,6 +8,11 @@ and so rejects ``<"john doe"@example.com>``, its bug list item 5).  It
 returns text exactly as the client sent it, apart from removing a source
 route and normalising IPv6 literals; domain names are not converted between
 A-labels and U-labels.
+
+A domain with non-ASCII characters (U-labels, RFC 6531) is validated by
+the C{idna} package (IDNA 2008 with the UTS #46 mapping), imported only
+then: an ASCII address never loads it.  A-labels (C{xn--...}) in an ASCII
+domain are taken as any letter-digit-hyphen label, as before.
 """
 
 from __future__ import annotations
@@ -166,7 +171,23 @@ def _normalise_domain(domain: str) -> str:
             not label.isascii() and 4 + len(label.encode("punycode")) > MAX_LABEL_OCTETS
         ):
             raise AddressError("domain label longer than 63 octets")
+    if not domain.isascii():
+        _check_idn(domain)
     return domain
+
+
+def _check_idn(domain: str) -> None:
+    """
+    An internationalised domain must be valid IDNA (RFC 5890-5893, with the
+    UTS #46 mapping, so upper-case U-labels are taken): U-labels and
+    A-labels alike, since C{idna} decodes and checks every A-label too.
+    """
+    import idna  # only for non-ASCII domains: the ASCII path never loads it
+
+    try:
+        idna.encode(domain, uts46=True, std3_rules=True)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise AddressError("invalid internationalised domain name") from None
 
 
 def check_mailbox(path: str, *, lenient: bool = False) -> str:

@@ -8,7 +8,9 @@ the shapes real clients send with nearly every message (an ASCII
 dot-atom address at a host name; for MAIL, at most C{BODY=7BIT|8BITMIME}
 and C{SIZE=n}), one regular expression; and the general parser for
 everything else (quoted local parts, source routes, IP literals, UTF-8,
-DSN and AUTH parameters).  L{mail} and L{rcpt} are the fast paths: they
+DSN and AUTH parameters).  A non-ASCII mailbox never matches the fast
+path, so the RFC 6531 rules (C{553 5.6.7} without C{SMTPUTF8}, IDNA
+domains) cost an ASCII command nothing.  L{mail} and L{rcpt} are the fast paths: they
 hand the line to the general parser (L{slow_mail}, L{slow_rcpt}, or the
 C{general} given to them) whenever they are not sure, and it decides (and
 words the refusal).  C{tests/unit/test_fast_paths.py} runs both on the
@@ -30,7 +32,14 @@ from smtpsession._core.addresses import (
     split_path,
 )
 from smtpsession._core.events import MailFrom, RcptTo
-from smtpsession._core.params import ParamError, is_xtext, parse_params
+from smtpsession._core.params import (
+    ParamError,
+    is_xtext,
+    parse_by,
+    parse_params,
+    parse_priority,
+    parse_rrvs,
+)
 from smtpsession._core.state import (
     COMMAND,
     MAIL_ANSWER,
@@ -40,7 +49,7 @@ from smtpsession._core.state import (
     SessionState,
 )
 from smtpsession.errors import SMTPError
-from smtpsession.session import Address, EnvelopeDSN, RecipientDSN
+from smtpsession.session import RRVS, Address, DeliverBy, EnvelopeDSN, RecipientDSN
 
 __all__ = ["mail", "rcpt", "slow_mail", "slow_rcpt", "mail_answered", "rcpt_answered"]
 
@@ -155,6 +164,10 @@ def slow_mail(st: SessionState, arg: bytes) -> Any:
             st.error(R.BAD_SMTPUTF8)
             return None
         smtp_utf8 = True
+    elif not address.isascii():
+        # RFC 6531 §3.4: a UTF-8 mailbox only in a transaction that says so.
+        st.error(R.NOT_ASCII_WITHOUT_SMTPUTF8)
+        return None
     require_tls = False
     if "REQUIRETLS" in args:
         if not s.secure:
@@ -190,8 +203,34 @@ def slow_mail(st: SessionState, arg: bytes) -> Any:
             # "...if the client is not authenticated, then the server
             # MUST behave as if the AUTH=<> parameter was supplied."
             args["AUTH"] = "<>"
+    deliver_by = None
+    by = args.get("BY")
+    if by is not None:
+        # RFC 2852 (DELIVERBY), when enabled.
+        if not cfg.deliverby:
+            st.error(R.BY_NOT_ENABLED)
+            return None
+        parsed = parse_by(by) if isinstance(by, str) else None
+        if parsed is None:
+            st.error(R.BAD_BY)
+            return None
+        if parsed[1] == "R" and parsed[0] <= 0:
+            st.error(R.BY_NOT_POSITIVE)  # already too late to deliver
+            return None
+        deliver_by = DeliverBy(*parsed)
+    priority = None
+    mt_priority = args.get("MT-PRIORITY")
+    if mt_priority is not None:
+        # RFC 6710 (MT-PRIORITY), when enabled.
+        if not cfg.mt_priority:
+            st.error(R.MT_PRIORITY_NOT_ENABLED)
+            return None
+        priority = parse_priority(mt_priority) if isinstance(mt_priority, str) else None
+        if priority is None:
+            st.error(R.BAD_MT_PRIORITY)
+            return None
     addr = Address(address, args)
-    st.pending_mail = (addr, body_type, smtp_utf8, require_tls, dsn)
+    st.pending_mail = (addr, body_type, smtp_utf8, require_tls, dsn, deliver_by, priority)
     return _ask_mail(st, addr)
 
 
@@ -223,7 +262,7 @@ def mail(st: SessionState, arg: bytes, general: Command = slow_mail) -> Any:
         if args.get("BODY", "").upper() == "8BITMIME":
             body_type = "8bitmime"
     addr = Address(m.group(1).decode("ascii"), args)
-    st.pending_mail = (addr, body_type, False, False, None)
+    st.pending_mail = (addr, body_type, False, False, None, None, None)
     return _ask_mail(st, addr)
 
 
@@ -250,14 +289,20 @@ def mail_answered(st: SessionState, error: SMTPError | None) -> None:
         st.app_error(error, 550, "MAIL")
         st.after_answer()
         return
-    address, body_type, smtp_utf8, require_tls, dsn = pending
+    address, body_type, smtp_utf8, require_tls, dsn, deliver_by, priority = pending
     env = st.session.envelope
     env.mail_from = address
     env.body_type = body_type
     env.smtp_utf8 = smtp_utf8
     env.require_tls = require_tls
+    if smtp_utf8:
+        st.update_transmission_type(utf8=True)  # UTF8SMTP...: until the transaction ends
     if dsn is not None:
         env.dsn = dsn
+    if deliver_by is not None:
+        env.deliver_by = deliver_by
+    if priority is not None:
+        env.priority = priority
     st.out.append(R.MAIL_OK[st.esc])
 
 
@@ -288,6 +333,9 @@ def slow_rcpt(st: SessionState, arg: bytes) -> Any:
         return None
     if _rcpt_out_of_order(st):
         return None
+    if not address.isascii() and not st.session.envelope.smtp_utf8:
+        st.error(R.NOT_ASCII_WITHOUT_SMTPUTF8)  # RFC 6531 §3.4, as for MAIL
+        return None
     dsn = None
     if not st.cfg.options.hide_dsn:
         notify = args.get("NOTIFY")
@@ -311,9 +359,22 @@ def slow_rcpt(st: SessionState, arg: bytes) -> Any:
                 return None
             assert dsn is not None
             dsn.orcpt = str(orcpt)
+    rrvs = None
+    value = args.get("RRVS")
+    if value is not None:
+        # RFC 7293 (RRVS), when enabled: checking the mailbox's age is the
+        # handler's (550 5.7.17 from on_rcpt_to).
+        if not st.cfg.rrvs:
+            st.error(R.RRVS_NOT_ENABLED)
+            return None
+        parsed = parse_rrvs(value) if isinstance(value, str) else None
+        if parsed is None:
+            st.error(R.BAD_RRVS)
+            return None
+        rrvs = RRVS(*parsed)
     if _rcpt_over_limit(st, address):
         return None
-    return _ask_rcpt(st, Address(address, args, dsn))
+    return _ask_rcpt(st, Address(address, args, dsn, rrvs))
 
 
 def rcpt(st: SessionState, arg: bytes, general: Command = slow_rcpt) -> Any:

@@ -211,6 +211,21 @@ def capabilities(st: SessionState) -> list[str]:
         caps.append("CHUNKING")
         if not o.hide_8bitmime:
             caps.append("BINARYMIME")
+    if not o.hide_limits and (cfg.max_rcpt or cfg.max_transactions):
+        # RFC 9422: the limits this session will enforce, those that are set.
+        limits = "LIMITS"
+        if cfg.max_rcpt:
+            limits += f" RCPTMAX={cfg.max_rcpt}"
+        if cfg.max_transactions:
+            limits += f" MAILMAX={cfg.max_transactions}"
+        caps.append(limits)
+    # The extensions of options.enable (off by default).
+    if cfg.deliverby:
+        caps.append("DELIVERBY")  # no min-by-time (RFC 2852 §4)
+    if cfg.mt_priority:
+        caps.append("MT-PRIORITY")  # no priority assignment policy named (RFC 6710 §3)
+    if cfg.rrvs:
+        caps.append("RRVS")
     if not st.xclient_addr_used:
         if st.xclient_trusted and b"XCLIENT" not in cfg.disabled:
             caps.append("XCLIENT " + " ".join(XCLIENT_KEYS))

@@ -4,7 +4,10 @@ ESMTP parameters of MAIL and RCPT (RFC 5321 §4.1.2 ``Mail-parameters``)
 and the xtext encoding of RFC 3461 §4.
 
 Values are xtext-decoded for every keyword, as smtp-server does, so handlers
-never see ``+40`` where they expect ``@``.  Validation of what each keyword
+never see ``+40`` where they expect ``@``; but for C{RAW_VALUES}, whose
+syntax is not xtext and may hold a ``+`` (``RRVS=...T10:00:00+02:00``).
+The values of the optional extensions (RRVS, DELIVERBY's BY, MT-PRIORITY)
+are parsed here too (L{parse_rrvs}, L{parse_by}, L{parse_priority}).  Validation of what each keyword
 means (SIZE, BODY, NOTIFY, ...) is in C{smtpsession._core.connection},
 because it depends on the session (TLS, DSN advertised, the size limit).
 """
@@ -12,8 +15,18 @@ because it depends on the session (TLS, DSN advertised, the size limit).
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta, timezone
 
-__all__ = ["ParamError", "parse_params", "xtext_decode", "xtext_encode", "is_xtext"]
+__all__ = [
+    "ParamError",
+    "parse_params",
+    "xtext_decode",
+    "xtext_encode",
+    "is_xtext",
+    "parse_by",
+    "parse_priority",
+    "parse_rrvs",
+]
 
 
 class ParamError(ValueError):
@@ -37,6 +50,19 @@ _XTEXT = re.compile(r"(?:[!-*,-<>-~]|\+[0-9A-F]{2})*\Z")
 
 #: Keywords that are meaningless without a value.
 NEED_VALUE = frozenset({"SIZE", "BODY", "RET", "ENVID", "NOTIFY", "ORCPT", "AUTH"})
+#: Keywords whose values are not xtext: kept as sent.
+RAW_VALUES = frozenset({"RRVS", "BY", "MT-PRIORITY"})
+
+# RFC 2852 §4: by-value = by-time ";" by-mode [by-trace], by-time a signed
+# integer of at most 9 digits, by-mode N or R, by-trace T.
+_BY = re.compile(r"([+-]?[0-9]{1,9});([NnRr])([Tt]?)\Z")
+# RFC 6710 §3: priority-value = ["+" / "-"] DIGIT (-9 to 9).
+_PRIORITY = re.compile(r"[+-]?[0-9]\Z")
+# RFC 7293 §3.1: an RFC 3339 date-time, then optionally ";C" or ";R".
+_RRVS = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})(?:;([CcRr]))?\Z"
+)
 
 
 def xtext_decode(value: str) -> str:
@@ -112,9 +138,59 @@ def parse_params(text: str) -> tuple[dict[str, str | bool], dict[str, str]]:
             raise ParamError("duplicate", key)
         if not value:
             raise ParamError("novalue", key)
-        decoded = xtext_decode(value)
+        decoded = value if key in RAW_VALUES else xtext_decode(value)
         if _CONTROLS.search(decoded):
             raise ParamError("syntax")
         args[key] = decoded
         raw[key] = value
     return args, raw
+
+
+def parse_by(value: str) -> tuple[int, str, bool] | None:
+    """
+    DELIVERBY's C{BY=} value (RFC 2852 §4): (seconds, ``"R"`` or ``"N"``,
+    trace), or C{None} if it is malformed.
+    """
+    m = _BY.match(value)
+    if m is None:
+        return None
+    return int(m.group(1)), m.group(2).upper(), bool(m.group(3))
+
+
+def parse_priority(value: str) -> int | None:
+    """MT-PRIORITY's value (RFC 6710 §3): -9 to 9, or C{None} if malformed."""
+    if _PRIORITY.match(value) is None:
+        return None
+    return int(value)
+
+
+def parse_rrvs(value: str) -> tuple[datetime, str | None] | None:
+    """
+    RRVS's value (RFC 7293 §3.1): the RFC 3339 date-time as an aware
+    datetime (a leap second taken as :59, fractions past microseconds
+    dropped) and the action, ``"C"``, ``"R"`` or C{None} when not given;
+    C{None} if it is malformed or names no real time.
+    """
+    m = _RRVS.match(value)
+    if m is None:
+        return None
+    year, month, day, hour, minute, second = [int(m.group(i)) for i in range(1, 7)]
+    fraction = m.group(7)
+    micro = int((fraction[1:] + "000000")[:6]) if fraction else 0
+    offset = m.group(8)
+    try:
+        if offset in ("Z", "z"):
+            tz = UTC
+        else:
+            hours, minutes = int(offset[1:3]), int(offset[4:6])
+            if hours > 23 or minutes > 59:
+                return None
+            delta = timedelta(hours=hours, minutes=minutes)
+            tz = timezone(-delta if offset[0] == "-" else delta)
+        when = datetime(year, month, day, hour, minute, min(second, 59), micro, tz)
+    except ValueError:
+        return None
+    if second > 60:
+        return None
+    action = m.group(9)
+    return when, action.upper() if action else None

@@ -217,6 +217,15 @@ BAD_PARAMETER = pair(501, "Error: Bad command parameter syntax")
 NOT_ASCII_WITHOUT_SMTPUTF8 = pair(
     553, "Error: non-ASCII address requires SMTPUTF8", "5.6.7"
 )
+# The extensions of SMTPServerOptions.enable: a bad value, or the parameter
+# of one that is off (RFC 5321 §4.1.1.11: 555, parameter not recognised).
+BAD_BY = pair(501, "Error: Bad BY parameter syntax. Must be <seconds>;R or N, then T")
+BY_NOT_POSITIVE = pair(501, "Error: BY time must be positive with mode R")
+BAD_MT_PRIORITY = pair(501, "Error: Bad MT-PRIORITY parameter. Must be -9 to 9")
+BAD_RRVS = pair(501, "Error: Bad RRVS parameter syntax. Must be <date-time>[;C or R]")
+BY_NOT_ENABLED = pair(555, "Error: BY parameter not supported (DELIVERBY is off)")
+MT_PRIORITY_NOT_ENABLED = pair(555, "Error: MT-PRIORITY parameter not supported")
+RRVS_NOT_ENABLED = pair(555, "Error: RRVS parameter not supported")
 
 # DATA / BDAT
 TOO_BIG_TEXT = "Error: message exceeds fixed maximum message size {limit}"

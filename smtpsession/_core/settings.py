@@ -44,6 +44,9 @@ class CoreConfig:
         "tls_available",
         "disabled",
         "chunking",
+        "rrvs",
+        "deliverby",
+        "mt_priority",
         "auth_enabled",
         "auth_required",
         "mail_hook",
@@ -96,6 +99,10 @@ class CoreConfig:
         self.tls_available = tls_available
         self.disabled = disabled
         self.chunking: bool = not options.hide_chunking and b"BDAT" not in disabled
+        #: The extensions that are off unless C{options.enable} lists them.
+        self.rrvs: bool = "RRVS" in options.enable
+        self.deliverby: bool = "DELIVERBY" in options.enable
+        self.mt_priority: bool = "MT-PRIORITY" in options.enable
         self.auth_enabled = auth_enabled
         self.auth_required: bool = auth_enabled and not options.auth_optional
         self.mail_hook = mail_hook

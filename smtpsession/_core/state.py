@@ -34,7 +34,14 @@ from smtpsession._core.sasl import AuthRequest, SaslExchange
 from smtpsession._core.settings import CoreConfig
 from smtpsession._core.verdicts import render
 from smtpsession.errors import SMTPError
-from smtpsession.session import Address, EnvelopeDSN, Session, reset_envelope, transmission_type
+from smtpsession.session import (
+    Address,
+    DeliverBy,
+    EnvelopeDSN,
+    Session,
+    reset_envelope,
+    transmission_type,
+)
 
 __all__ = [
     "SessionState",
@@ -93,7 +100,9 @@ WAITS: Final = (
 
 #: A pending MAIL: the address and what its parameters set on the envelope
 #: (body type, SMTPUTF8, REQUIRETLS, DSN).
-PendingMail = tuple[Address, str, bool, bool, EnvelopeDSN | None]
+#: A MAIL waiting for its answer: the sender, BODY, SMTPUTF8, REQUIRETLS,
+#: the DSN parameters, DELIVERBY's BY and MT-PRIORITY.
+PendingMail = tuple[Address, str, bool, bool, EnvelopeDSN | None, DeliverBy | None, int | None]
 
 
 class SessionState:
@@ -267,6 +276,8 @@ class SessionState:
     def reset_transaction(self) -> None:
         """Forget the envelope and any body in progress (RSET, HELO, TLS, ...)."""
         reset_envelope(self.session)
+        if self.session.transmission_type.startswith("UTF8"):
+            self.update_transmission_type()  # the SMTPUTF8 transaction is over
         self.rcpt_index = None
         self.rcpt_order = None
         self.pending_mail = None
@@ -293,8 +304,9 @@ class SessionState:
         self.framer = None
         return DataAborted(reason)
 
-    def update_transmission_type(self) -> None:
+    def update_transmission_type(self, utf8: bool = False) -> None:
+        """C{session.transmission_type} from the session (and SMTPUTF8: RFC 6531 §3.7.3)."""
         s = self.session
         s.transmission_type = transmission_type(
-            self.cfg.lmtp, s.opening_command, s.secure, s.user
+            self.cfg.lmtp, s.opening_command, s.secure, s.user, utf8
         )

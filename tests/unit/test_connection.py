@@ -11,6 +11,7 @@ The table-driven part mirrors smtp-server's C{test/protocol-test.js}:
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -109,8 +110,25 @@ SCENARIOS: list[tuple[str, dict[str, Any], list[str], list[int]]] = [
      [250, 250, 501]),
     ("IP literal recipient", {},
      ["EHLO c", "MAIL FROM:<a@example.com>", "RCPT TO:<test@[192.168.1.123]>"], [250, 250, 250]),
-    ("UTF-8 addresses", {}, ["EHLO c", "MAIL FROM:<üser@exämple.com>", "RCPT TO:<δ@example.com>"],
-     [250, 250, 250]),
+    ("UTF-8 addresses with SMTPUTF8", {},
+     ["EHLO c", "MAIL FROM:<üser@exämple.com> SMTPUTF8", "RCPT TO:<δ@example.com>",
+      "RCPT TO:<a@EXÄMPLE.com>", "RCPT TO:<b@xn--exmple-cua.com>", "RCPT TO:<c@xn--exmple-cua.ü.de>"],
+     [250, 250, 250, 250, 250, 250]),
+    ("UTF-8 sender without SMTPUTF8: 553 (RFC 6531)", {}, ["EHLO c", "MAIL FROM:<üser@example.com>"],
+     [250, 553]),
+    ("UTF-8 domain without SMTPUTF8: 553", {}, ["EHLO c", "MAIL FROM:<user@exämple.com>"],
+     [250, 553]),
+    ("UTF-8 recipient in a transaction without SMTPUTF8: 553", {},
+     ["EHLO c", "MAIL FROM:<a@example.com>", "RCPT TO:<δ@example.com>", "RCPT TO:<b@example.com>"],
+     [250, 250, 553, 250]),
+    ("UTF-8 recipient before MAIL is still out of order", {}, ["EHLO c", "RCPT TO:<δ@example.com>"],
+     [250, 503]),
+    ("A-label domains need no SMTPUTF8", {},
+     ["EHLO c", "MAIL FROM:<a@xn--exmple-cua.com>", "RCPT TO:<b@xn--mnchen-3ya.de>"], [250, 250, 250]),
+    ("invalid IDNA domains are bad addresses", {},
+     ["EHLO c", "MAIL FROM:<a@☃.net> SMTPUTF8", "MAIL FROM:<a@\u0301b.example> SMTPUTF8",
+      "MAIL FROM:<a@example.com> SMTPUTF8", "RCPT TO:<b@xn--zz.ü.de>", "RCPT TO:<b@ü.de>"],
+     [250, 501, 501, 250, 501, 250]),
     ("non-compliant sender refused by default", {}, ["EHLO c", "MAIL FROM:<user.@example.com>"],
      [250, 501]),
     ("non-compliant sender accepted when lenient", {"lenient_address_parsing": True},
@@ -185,6 +203,40 @@ SCENARIOS: list[tuple[str, dict[str, Any], list[str], list[int]]] = [
      [250, 250]),
     ("LMTP: MAIL before LHLO", {"lmtp": True}, ["MAIL FROM:<a@example.com>"], [503]),
     ("LMTP: LHLO without argument", {"lmtp": True}, ["LHLO"], [501]),
+    # RRVS, DELIVERBY, MT-PRIORITY: off unless enabled (555), then validated (501)
+    ("BY while DELIVERBY is off", {}, ["EHLO c", "MAIL FROM:<a@example.com> BY=120;R"], [250, 555]),
+    ("MT-PRIORITY while off", {}, ["EHLO c", "MAIL FROM:<a@example.com> MT-PRIORITY=3"], [250, 555]),
+    ("RRVS while off", {},
+     ["EHLO c", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com> RRVS=2014-04-03T23:01:00Z"],
+     [250, 250, 555]),
+    ("valid BY values", {"enable": ["DELIVERBY"]},
+     ["EHLO c", "MAIL FROM:<a@example.com> BY=120;R", "RSET", "MAIL FROM:<a@example.com> BY=-60;N",
+      "RSET", "MAIL FROM:<a@example.com> BY=+999999999;rt", "RSET", "MAIL FROM:<a@example.com> BY=0;NT"],
+     [250, 250, 250, 250, 250, 250, 250, 250]),
+    ("bad BY values", {"enable": ["DELIVERBY"]},
+     ["EHLO c", "MAIL FROM:<a@example.com> BY=120", "MAIL FROM:<a@example.com> BY=120;X",
+      "MAIL FROM:<a@example.com> BY=1000000000;R", "MAIL FROM:<a@example.com> BY",
+      "MAIL FROM:<a@example.com> BY=;R", "MAIL FROM:<a@example.com> BY=12;RTT",
+      "MAIL FROM:<a@example.com> BY=0;R", "MAIL FROM:<a@example.com> BY=-5;R",
+      "MAIL FROM:<a@example.com> BY=5;R BY=6;R"],
+     [250, 501, 501, 501, 501, 501, 501, 501, 501, 501]),
+    ("valid MT-PRIORITY values", {"enable": ["MT-PRIORITY"]},
+     ["EHLO c", "MAIL FROM:<a@example.com> MT-PRIORITY=-9", "RSET", "MAIL FROM:<a@example.com> mt-priority=+9",
+      "RSET", "MAIL FROM:<a@example.com> MT-PRIORITY=0"], [250, 250, 250, 250, 250, 250]),
+    ("bad MT-PRIORITY values", {"enable": ["MT-PRIORITY"]},
+     ["EHLO c", "MAIL FROM:<a@example.com> MT-PRIORITY=10", "MAIL FROM:<a@example.com> MT-PRIORITY=-10",
+      "MAIL FROM:<a@example.com> MT-PRIORITY=high", "MAIL FROM:<a@example.com> MT-PRIORITY",
+      "MAIL FROM:<a@example.com> MT-PRIORITY=1.5"], [250, 501, 501, 501, 501, 501]),
+    ("valid RRVS values", {"enable": ["RRVS"]},
+     ["EHLO c", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com> RRVS=2014-04-03T23:01:00Z",
+      "RCPT TO:<c@example.com> RRVS=2014-04-03T23:01:00.25+02:00;C",
+      "RCPT TO:<d@example.com> rrvs=2016-12-31t23:59:60-08:00;r"], [250, 250, 250, 250, 250]),
+    ("bad RRVS values", {"enable": ["RRVS"]},
+     ["EHLO c", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com> RRVS=2014-04-03",
+      "RCPT TO:<b@example.com> RRVS=2014-02-30T00:00:00Z", "RCPT TO:<b@example.com> RRVS=2014-04-03T23:01:00",
+      "RCPT TO:<b@example.com> RRVS=2014-04-03T23:01:00Z;X", "RCPT TO:<b@example.com> RRVS",
+      "RCPT TO:<b@example.com> RRVS=2014-04-03T25:01:00Z", "RCPT TO:<b@example.com> RRVS=yesterday"],
+     [250, 250, 501, 501, 501, 501, 501, 501, 501]),
     # Limits
     ("maxRecipients", {"max_recipients": 2},
      ["EHLO c", "MAIL FROM:<a@example.com>", "RCPT TO:<1@example.com>", "RCPT TO:<2@example.com>",
@@ -325,13 +377,14 @@ def test_ehlo_reply_and_default_capabilities() -> None:
         "SIZE 10485760",  # 10 MiB by default, as Postfix
         "CHUNKING",
         "BINARYMIME",
+        "LIMITS RCPTMAX=1000",  # RFC 9422, from max_recipients (1000 by default)
     ]
     assert c.session.host_name_appears_as == "client.example"
     assert c.session.opening_command == "EHLO"
 
 
 def test_capabilities_with_everything_on() -> None:
-    """All opt-in capabilities appear, in order: ..., AUTH, STARTTLS, SIZE, CHUNKING, XCLIENT, XFORWARD."""
+    """All opt-in capabilities appear, in order: ..., AUTH, STARTTLS, SIZE, CHUNKING, LIMITS, XCLIENT, XFORWARD."""
     c = CoreClient(
         tls_available=True,
         auth_enabled=True,
@@ -340,6 +393,7 @@ def test_capabilities_with_everything_on() -> None:
         use_xclient=True,
         use_xforward=True,
         auth_methods=["PLAIN", "LOGIN", "CRAM-MD5"],
+        max_transactions=20,
     )
     c.conn.set_proxy_trust(True, True)
     assert c.ehlo() == [
@@ -353,6 +407,7 @@ def test_capabilities_with_everything_on() -> None:
         "SIZE 1024",
         "CHUNKING",
         "BINARYMIME",
+        "LIMITS RCPTMAX=1000 MAILMAX=20",
         "XCLIENT NAME ADDR PORT PROTO HELO LOGIN",
         "XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE",
     ]
@@ -368,12 +423,40 @@ def test_capabilities_with_everything_on() -> None:
         ({"hide_dsn": True}, {"DSN"}),
         ({"hide_chunking": True}, {"CHUNKING", "BINARYMIME"}),
         ({"disabled_commands": ["BDAT"]}, {"CHUNKING", "BINARYMIME"}),
+        ({"hide_limits": True}, {"LIMITS RCPTMAX=1000"}),
     ],
 )
 def test_hidden_capabilities(options: dict[str, Any], gone: set[str]) -> None:
     """Each hide_* option removes its keyword and nothing else."""
     default = set(CoreClient().ehlo())
     assert set(CoreClient(**options).ehlo()) == default - gone
+
+
+@pytest.mark.parametrize(
+    ("options", "limits"),
+    [
+        ({}, ["LIMITS RCPTMAX=1000"]),
+        ({"max_recipients": 50, "max_transactions": 3}, ["LIMITS RCPTMAX=50 MAILMAX=3"]),
+        ({"max_recipients": 0, "max_transactions": 7}, ["LIMITS MAILMAX=7"]),
+        ({"max_recipients": 0}, []),  # no limit set: nothing to advertise
+        ({"max_transactions": 3, "hide_limits": True}, []),
+        ({"lmtp": True, "max_recipients": 10}, ["LIMITS RCPTMAX=10"]),
+    ],
+)
+def test_limits_advertised_from_the_options(options: dict[str, Any], limits: list[str]) -> None:
+    """RFC 9422: LIMITS with RCPTMAX (max_recipients) and MAILMAX (max_transactions) when set."""
+    c = CoreClient(**options)
+    [reply] = c.lines("LHLO c" if options.get("lmtp") else "EHLO c")
+    assert [k[4:] for k in reply.split("\n")[1:] if k[4:].startswith("LIMITS")] == limits
+
+
+def test_advertised_limits_are_the_enforced_ones() -> None:
+    """RCPTMAX=2 means a third recipient gets 452; MAILMAX=1, a second MAIL gets 421."""
+    c = CoreClient(max_recipients=2, max_transactions=1)
+    assert "LIMITS RCPTMAX=2 MAILMAX=1" in c.ehlo()
+    replies = c.transaction(rcpts=("1@example.com", "2@example.com", "3@example.com"))
+    assert codes(replies) == [250, 250, 250, 452, 354, 250]
+    assert codes(c.lines("MAIL FROM:<a@example.com>")) == [421]
 
 
 def test_size_advertised_bare_when_hidden() -> None:
@@ -574,6 +657,97 @@ def test_dsn_hidden_means_no_dsn_records() -> None:
     assert c.session.envelope.dsn == EnvelopeDSN()
     assert c.session.envelope.rcpt_to[0].dsn is None
     assert c.session.envelope.rcpt_to[0].args == {"NOTIFY": "SUCCESS"}
+
+
+@pytest.mark.parametrize(
+    ("options", "hello", "before", "during"),
+    [
+        ({}, "EHLO c", "ESMTP", "UTF8SMTP"),
+        ({"secure": True}, "EHLO c", "ESMTPS", "UTF8SMTPS"),
+        ({"lmtp": True}, "LHLO c", "LMTP", "UTF8LMTP"),
+        ({"lmtp": True, "secure": True}, "LHLO c", "LMTPS", "UTF8LMTPS"),
+    ],
+)
+def test_smtputf8_transmission_type(
+    options: dict[str, Any], hello: str, before: str, during: str
+) -> None:
+    """RFC 6531 §3.7.3: UTF8SMTP... from an accepted MAIL with SMTPUTF8 to the end of its transaction."""
+    c = CoreClient(**options)
+    c.lines(hello)
+    assert c.session.transmission_type == before
+    c.mail = lambda a: SMTPError(550, "No")
+    c.lines("MAIL FROM:<ü@example.com> SMTPUTF8")
+    assert c.session.transmission_type == before  # a refused MAIL changes nothing
+    c.mail = lambda a: None
+    c.lines("MAIL FROM:<ü@example.com> SMTPUTF8")
+    assert c.session.transmission_type == during
+    c.lines("RSET")
+    assert c.session.transmission_type == before
+    c.lines("MAIL FROM:<ü@example.com> SMTPUTF8", "RCPT TO:<δ@example.com>")
+    assert codes(c.send("DATA\r\n.\r\n"))[-1] == 250
+    assert c.session.transmission_type == before
+    c.lines("MAIL FROM:<a@example.com>")
+    assert c.session.transmission_type == before
+
+
+def test_optional_extensions_advertised_only_when_enabled() -> None:
+    """RRVS, DELIVERBY, MT-PRIORITY: absent by default, listed when enabled."""
+    default = CoreClient().ehlo()
+    assert not {"RRVS", "DELIVERBY", "MT-PRIORITY"} & set(default)
+    enabled = CoreClient(enable=["RRVS", "DELIVERBY", "MT-PRIORITY"]).ehlo()
+    assert enabled == [*default, "DELIVERBY", "MT-PRIORITY", "RRVS"]
+    assert CoreClient(enable="mt-priority").ehlo() == [*default, "MT-PRIORITY"]
+
+
+def test_optional_extensions_on_the_envelope() -> None:
+    """BY → envelope.deliver_by, MT-PRIORITY → envelope.priority, RRVS → Address.rrvs and envelope.rrvs."""
+    from datetime import datetime, timedelta, timezone
+
+    from smtpsession.session import RRVS, DeliverBy
+
+    c = CoreClient(enable=["RRVS", "DELIVERBY", "MT-PRIORITY"])
+    c.ehlo()
+    seen: list[Address] = []
+    c.rcpt = lambda a: seen.append(a)  # type: ignore[func-returns-value]
+    c.lines(
+        "MAIL FROM:<a@example.com> BY=+3600;rT MT-PRIORITY=-4",
+        "RCPT TO:<b@example.com> RRVS=2014-04-03T23:01:00.5+02:00;C",
+        "RCPT TO:<c@example.com>",
+        "RCPT TO:<d@example.com> RRVS=2015-01-01T00:00:00Z",
+    )
+    env = c.session.envelope
+    assert env.deliver_by == DeliverBy(3600, "R", True)
+    assert env.priority == -4
+    since = datetime(2014, 4, 3, 23, 1, 0, 500000, timezone(timedelta(hours=2)))
+    # The hook already sees the parsed value (to answer 550 5.7.17).
+    assert seen[0].rrvs == RRVS(since, "C")
+    assert seen[1].rrvs is None
+    assert env.rrvs == {
+        "b@example.com": RRVS(since, "C"),
+        "d@example.com": RRVS(datetime(2015, 1, 1, tzinfo=UTC), None),
+    }
+    # Raw values stay in args, not xtext-decoded ("+02" is not an escape).
+    assert env.rcpt_to[0].args == {"RRVS": "2014-04-03T23:01:00.5+02:00;C"}
+    assert env.mail_from is not None
+    assert env.mail_from.args == {"BY": "+3600;rT", "MT-PRIORITY": "-4"}
+    # Per transaction: the next one starts without them.
+    c.lines("RSET", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com>")
+    env = c.session.envelope
+    assert (env.deliver_by, env.priority, env.rrvs) == (None, None, {})
+
+
+def test_refused_mail_or_rcpt_leaves_no_extension_values() -> None:
+    """A MAIL or RCPT the handler refuses leaves nothing of BY, MT-PRIORITY or RRVS behind."""
+    c = CoreClient(enable=["RRVS", "DELIVERBY", "MT-PRIORITY"])
+    c.ehlo()
+    c.mail = lambda a: SMTPError(550, "No")
+    c.lines("MAIL FROM:<a@example.com> BY=60;N MT-PRIORITY=2")
+    assert (c.session.envelope.deliver_by, c.session.envelope.priority) == (None, None)
+    c.mail = lambda a: None
+    c.rcpt = lambda a: SMTPError(550, "Mailbox owner has changed", "5.7.17")
+    replies = c.lines("MAIL FROM:<a@example.com>", "RCPT TO:<b@example.com> RRVS=2014-04-03T23:01:00Z")
+    assert replies[-1].startswith("550 5.7.17")
+    assert c.session.envelope.rrvs == {}
 
 
 def test_rejected_mail_leaves_no_envelope_fields() -> None:
