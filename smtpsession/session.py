@@ -173,6 +173,48 @@ class Address:
 
     __hash__ = None  # type: ignore[assignment]
 
+    @property
+    def domain(self) -> str:
+        """The domain as sent (after the last C{@}); C{""} for C{<>} or C{postmaster}."""
+        return self.address.rpartition("@")[2] if "@" in self.address else ""
+
+    @property
+    def domain_ascii(self) -> str:
+        """
+        The domain normalised for comparison and lookups: lower case, with
+        U-labels turned into A-labels (IDNA 2008 with the UTS #46 mapping,
+        the C{idna} package), so C{Bücher.example} and
+        C{xn--bcher-kva.example} give the same string.  An address literal
+        (C{[192.0.2.1]}) is returned as is.  Computed when read.
+        """
+        return _idna_form(self.domain, to_ascii=True)
+
+    @property
+    def domain_unicode(self) -> str:
+        """The domain with A-labels turned into U-labels (for display), lower case."""
+        return _idna_form(self.domain, to_ascii=False)
+
+
+def _idna_form(domain: str, to_ascii: bool) -> str:
+    """
+    C{domain} in IDNA's ASCII or Unicode form; the lower-cased domain when
+    it is an address literal or (an A-label the core did not check) not
+    valid IDNA.  idna is imported only for a domain that needs it.
+    """
+    if not domain or domain.startswith("["):
+        return domain
+    lowered = domain.lower()
+    if lowered.isascii() and (to_ascii or "xn--" not in lowered):
+        return lowered
+    import idna
+
+    try:
+        if to_ascii:
+            return str(idna.encode(domain, uts46=True).decode("ascii"))
+        return str(idna.decode(lowered, uts46=True))
+    except (idna.IDNAError, UnicodeError):
+        return lowered
+
 
 class Envelope:
     """
