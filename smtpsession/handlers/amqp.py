@@ -384,7 +384,8 @@ class AMQPHandler(Handler, Service):
 
     It is a Twisted service: L{startService} connects (and keeps
     connecting), L{stopService} closes.  L{smtpsession.service.SMTPService}
-    (what the daemon runs) calls both; code that serves a factory by other
+    (what the daemon runs) calls both, and so does
+    L{smtpsession.testing.serve}; code that serves a factory by other
     means calls them itself, in the reactor's thread.  Until started it
     answers every C{MAIL} with C{451}.
 

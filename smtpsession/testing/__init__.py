@@ -250,7 +250,13 @@ def serve(
         unless options are given, so tests do not wait on DNS.
     @param endpoint: a server endpoint string to listen on instead of
         C{tcp:PORT:interface=HOST}.
+
+    A handler that is also a Twisted service (C{IService}, as
+    L{smtpsession.handlers.amqp.AMQPHandler} is) and is not running yet is
+    started with the server and stopped after it, as
+    L{smtpsession.service.SMTPService} does.
     """
+    from twisted.application.service import IService
     from twisted.internet import reactor
     from twisted.internet.endpoints import serverFromString
 
@@ -269,6 +275,13 @@ def serve(
         return d
 
     factory, listening = call_in_reactor(start)
+    # A handler that is a Twisted service (the AMQP handler) runs while the
+    # server does, as under SMTPService: started now, stopped after the drain.
+    service: Any = handler if IService.providedBy(handler) else None
+    if service is not None and service.running:
+        service = None  # started by the caller: theirs to stop
+    if service is not None:
+        call_in_reactor(service.startService)
     address = listening.getHost()
     server = RunningServer(
         host=getattr(address, "host", host),
@@ -284,6 +297,8 @@ def serve(
         def stop() -> Any:
             d = listening.stopListening()
             d.addCallback(lambda _: factory.close(timeout=close_timeout))
+            if service is not None:
+                d.addCallback(lambda _: service.stopService())
             return d
 
         call_in_reactor(stop)

@@ -530,10 +530,13 @@ def test_options_from_text() -> None:
 def test_not_started_is_451() -> None:
     """A handler nobody started (no SMTPService, no startService) never
     connects: MAIL gets 451 4.3.0, not a 250 for mail that goes nowhere."""
+    from smtpsession.testing.memory import MemoryServer
+
     handler = AMQPHandler("amqp://guest:guest@127.0.0.1:1/%2F")
-    with serve(handler, opts()) as server:
-        code, text = send(server, "a@example.org", ["b@example.com"], b"Subject: x\r\n\r\nx\r\n")
-    assert (code, text[:5]) == (451, b"4.3.0")
+    client = MemoryServer(handler).connect()  # a bare factory: nothing starts the service
+    client.ehlo()
+    [reply] = client.lines("MAIL FROM:<a@example.org>")
+    assert reply.startswith("451 4.3.0")
     assert not handler.running
 
 

@@ -196,3 +196,15 @@ def test_a_handler_service_runs_while_the_server_does() -> None:
     call_in_reactor(lambda: stopping[0])
     assert handler.events == ["started", "stopped after 1 messages"]
     busy.close()
+
+
+def test_the_testing_server_runs_a_handler_service_too() -> None:
+    """smtpsession.testing.serve() starts a handler that is a Twisted
+    service with the server and stops it after the drain, as SMTPService."""
+    from smtpsession.testing import serve
+
+    handler = ServiceHandler()
+    with serve(handler) as server, smtplib.SMTP(*server.address) as client:
+        assert handler.events == ["started"]
+        client.sendmail("a@example.org", ["b@example.com"], b"Subject: x\r\n\r\nhi\r\n")
+    assert handler.events == ["started", "stopped after 1 messages"]
