@@ -33,7 +33,10 @@ The internals:
     returns (C{twisted.internet.tcp.Port}, C{unix.Port}: public methods of
     C{FileDescriptor}, but not of the C{IListeningPort} interface): the
     supervisor of C{--workers} opens the sockets as the endpoints say and
-    hands them to its workers (smtpsession._supervisor).
+    hands them to its workers (smtpsession._supervisor); and C{_shouldShutdown}
+    of that port, so that closing the supervisor's copy never shuts the
+    shared socket down under the workers (Twisted already does so for ports
+    made with C{adoptStreamPort}, the workers').
 """
 
 from __future__ import annotations
@@ -261,4 +264,8 @@ def stop_accepting(port: Any) -> int | None:
     if not isinstance(fd, int) or fd < 0:
         return None
     stop()
+    # Closing this copy must not shutdown() the socket: that would stop it
+    # listening in every process that shares it (accept then fails, EINVAL).
+    if hasattr(port, "_shouldShutdown"):
+        port._shouldShutdown = False
     return fd

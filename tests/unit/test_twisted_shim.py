@@ -165,3 +165,29 @@ def test_stop_accepting_keeps_a_listening_socket_open_and_unread() -> None:
     finally:
         port.socket.close()
     assert shim.stop_accepting(object()) is None
+
+
+def test_closing_a_port_that_stopped_accepting_leaves_the_shared_socket_listening() -> None:
+    """The supervisor of --workers closes its copy of each listening socket
+    at shutdown; Twisted's Port would shutdown() it first, which stops it
+    listening in the workers too (their accept fails with EINVAL).  After
+    stop_accepting, closing the port leaves a shared copy listening."""
+    import os
+
+    from twisted.internet.protocol import Factory
+    from twisted.internet.testing import MemoryReactor
+
+    reactor = MemoryReactor()
+    port = tcp.Port(0, Factory(), interface="127.0.0.1", reactor=reactor)  # type: ignore[arg-type]
+    port.startListening()
+    assert tcp.Port._shouldShutdown is True  # the internal attribute the shim sets
+    address = port.socket.getsockname()
+    shared = socket.socket(fileno=os.dup(port.fileno()))  # a worker's copy
+    try:
+        shim.stop_accepting(port)
+        port.connectionLost(None)  # what stopListening ends in
+        with socket.create_connection(address, timeout=5):
+            conn, _ = shared.accept()  # EINVAL if the socket had been shut down
+            conn.close()
+    finally:
+        shared.close()
