@@ -78,9 +78,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     from twisted.logger import Logger, globalLogBeginner
 
     from smtpsession import _daemon_log, tap
+    from smtpsession._daemon_service import lean_reactor
     from smtpsession.service import SMTPService
 
     tap.PROGRAM = f"smtpsession worker {args.worker}"
+    lean_reactor()
     options = tap.Options()
     options.probe_ports = False  # the supervisor holds them
     try:

@@ -191,3 +191,108 @@ def test_closing_a_port_that_stopped_accepting_leaves_the_shared_socket_listenin
             conn.close()
     finally:
         shared.close()
+
+
+class TestDispatchWithoutLogContext:
+    """The daemon's epoll reactor calls each ready socket's doRead/doWrite
+    without twisted.python.log.callWithLogger around it."""
+
+    def test_doPoll_still_dispatches_as_the_shim_replaces(self) -> None:
+        """The loop the shim replaces is the one it was written against: a
+        Twisted release that changes EPollReactor.doPoll fails here, so
+        that someone reads the new one before the shim hides it."""
+        import inspect
+
+        from twisted.internet.epollreactor import EPollReactor
+
+        source = inspect.getsource(EPollReactor.doPoll)
+        assert shim.EPOLL_DISPATCH in source
+        assert "self._poller.poll(timeout, len(self._selectables))" in source
+        assert "_drdw = self._doReadOrWrite" in source
+        assert EPollReactor.doIteration is EPollReactor.doPoll
+
+    def _reactor(self) -> Any:
+        from twisted.internet.epollreactor import EPollReactor
+
+        return EPollReactor()
+
+    def test_reads_writes_and_disconnects_are_dispatched(self) -> None:
+        from twisted.internet.abstract import FileDescriptor
+
+        reactor = self._reactor()
+        assert shim.dispatch_without_log_context(reactor)
+        ours, theirs = socket.socketpair()
+        events: list[object] = []
+
+        class Reader(FileDescriptor):
+            def fileno(self) -> int:
+                return ours.fileno()
+
+            def doRead(self) -> None:
+                events.append(ours.recv(100))
+
+            def connectionLost(self, reason: Any) -> None:
+                events.append("lost")
+
+        reader = Reader(reactor)
+        try:
+            reactor.addReader(reader)
+            theirs.send(b"hello")
+            reactor.doIteration(0)
+            assert events == [b"hello"]
+            reactor.doIteration(0)  # nothing ready: nothing called
+            assert events == [b"hello"]
+            theirs.close()
+            reader.doRead = lambda: "gone"  # type: ignore[method-assign]
+            reactor.doIteration(0)  # a reason from doRead: disconnected
+            assert events == [b"hello", "lost"]
+            assert reader not in reactor.getReaders()
+        finally:
+            ours.close()
+            theirs.close()
+            reactor._poller.close()
+
+    def test_an_exception_from_the_dispatch_is_logged_not_raised(self) -> None:
+        """callWithLogger logged and swallowed what escaped _doReadOrWrite
+        (an exception from connectionLost, say); so does the shim."""
+        from twisted.logger import globalLogPublisher
+
+        def broken_dispatch(selectable: Any, fd: int, event: int) -> None:
+            raise RuntimeError("boom")
+
+        reactor = self._reactor()
+        reactor._doReadOrWrite = broken_dispatch
+        shim.dispatch_without_log_context(reactor)
+        ours, theirs = socket.socketpair()
+        logged: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(logged.append)
+        try:
+            reactor._selectables[ours.fileno()] = object()
+            reactor._poller.register(ours.fileno(), 1)  # EPOLLIN
+            theirs.send(b"x")
+            reactor.doIteration(0)
+        finally:
+            globalLogPublisher.removeObserver(logged.append)
+            ours.close()
+            theirs.close()
+            reactor._poller.close()
+        failures = [e for e in logged if "log_failure" in e]
+        assert len(failures) == 1
+        assert failures[0]["log_failure"].check(RuntimeError)
+
+    def test_other_reactors_are_left_alone(self) -> None:
+        from twisted.internet.selectreactor import SelectReactor
+        from twisted.internet.testing import MemoryReactor
+
+        assert not shim.dispatch_without_log_context(MemoryReactor())
+        select = SelectReactor()
+        assert not shim.dispatch_without_log_context(select)
+        assert "doIteration" not in vars(select)
+
+    def test_applying_twice_changes_nothing(self) -> None:
+        reactor = self._reactor()
+        assert shim.dispatch_without_log_context(reactor)
+        first = reactor.doIteration
+        assert shim.dispatch_without_log_context(reactor)
+        assert reactor.doIteration is first
+        reactor._poller.close()
