@@ -3,8 +3,10 @@
 # w50 load (smtp-source, 50 sessions, 1 KB messages), for Twisted's floor (a protocol that
 # parses nothing, tools/twisted_floor.py), the same floor slowed by 2 and 4 us of busy work
 # per read (4 reads per message), the floor and the 4 us one again with replies sent together
-# ("batched", as smtpsession does), smtpsession (both builds, with its default transaction log
-# and without it), node's smtp-server and go-smtp: each alone on the machine, one after the other.
+# ("batched", as smtpsession does), the batched floor dispatching ready sockets without
+# Twisted's logging context ("lean", as the smtpsession daemon does), smtpsession (both builds,
+# with its default transaction log and without it), node's smtp-server and go-smtp: each alone
+# on the machine, one after the other.
 #
 # It shows what the benchmark's tables cannot: how much of smtpsession's CPU is Twisted's own
 # floor, and that a server's system time per message grows with its user time (each reply then
@@ -53,6 +55,7 @@ for _ in $(seq "${REPS:-1}"); do
   measure "twisted floor + 4 x 4 us" -- "${floor[@]}" {port} 4
   measure "floor, batched" -- "${floor[@]}" {port} 0 batch
   measure "floor + 4 x 4 us, batched" -- "${floor[@]}" {port} 4 batch
+  measure "floor, batched, lean" -- env PYTHONPATH=.. "${floor[@]}" {port} 0 batch lean
   measure "smtpsession" -- env TWISTD="$peers/smtpsession/bin/twistd" ./smtpsession-server.sh {port}
   measure "smtpsession (mypyc)" -- \
     env TWISTD="$peers/smtpsession-mypyc/bin/twistd" ./smtpsession-server.sh {port}

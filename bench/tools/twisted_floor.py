@@ -4,7 +4,7 @@ of smtp-source's dialogue with a fixed reply (no parsing, no checks, direct
 socket writes) and skips bodies up to CRLF.CRLF.  Its CPU per message under a
 workload is what Twisted's reactor and the system calls cost by themselves.
 
-usage: python twisted_floor.py PORT [BUSY_US [batch]]   (listens on 127.0.0.1 only)
+usage: python twisted_floor.py PORT [BUSY_US [batch] [lean]]   (listens on 127.0.0.1 only)
 then e.g. smtp-source -s 50 -m 20000 -l 1024 -d 127.0.0.1:PORT, and compare the
 server's CPU time per message with smtpsession's under the same load.
 BUSY_US adds that many microseconds of busy work to every read: a slower
@@ -82,10 +82,15 @@ def send_due():
 
 
 BUSY = float(sys.argv[2]) / 1e6 if len(sys.argv) > 2 else 0.0
-BATCH = sys.argv[3:4] == ["batch"]
+BATCH = "batch" in sys.argv[3:]
+LEAN = "lean" in sys.argv[3:]
 DUE = []
 
 if __name__ == "__main__":
+    if LEAN:
+        from smtpsession._twisted_shim import dispatch_without_log_context
+
+        assert dispatch_without_log_context(reactor)
     factory = protocol.ServerFactory()
     factory.protocol = Floor
     serverFromString(reactor, f"tcp:{int(sys.argv[1])}:interface=127.0.0.1").listen(factory)
