@@ -38,8 +38,14 @@ def test_the_daemon_applies_it_to_the_global_reactor(
     assert applied == [reactor]
 
 
-def test_each_worker_applies_it(applied: list[Any], capsys: pytest.CaptureFixture[str]) -> None:
+def test_each_worker_applies_it(
+    applied: list[Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from twisted.internet import reactor
+
+    from smtpsession import tap
+
+    monkeypatch.setattr(tap, "PROGRAM", tap.PROGRAM)  # the worker renames itself
 
     with pytest.raises(SystemExit):  # an unknown flag: the worker stops after applying it
         _worker.main(["--worker", "1", "--sockets", "3", "--", "--no-such-flag"])
